@@ -1,0 +1,35 @@
+# Two commands do everything on a fresh clone: `make demo` and `make test`.
+# Each creates or updates the local virtual environment (.venv) by itself.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: venv demo test ui api bench lint clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --disable-pip-version-check uv
+	@echo "installing dependencies into $(VENV) (uv, ~10 s)..."
+	@$(BIN)/uv pip install -q --python $(BIN)/python -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP)
+
+demo: venv
+	$(BIN)/marketing demo
+
+test: venv
+	$(BIN)/python -m pytest
+
+ui: venv
+	$(BIN)/marketing ui
+
+api: venv
+	$(BIN)/marketing api
+
+lint: venv
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) data/demo .dagster_home
