@@ -1,0 +1,102 @@
+"""The `marketing` command: demo, UI, migrations and data generation."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+
+from resources.settings import PipelineSettings
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from pipelines.demo import DemoOptions, run_demo
+
+    run_demo(DemoOptions(users=args.users, days=args.days, analyze_days=args.analyze_days,
+                         seed=args.seed))
+    return 0
+
+
+def _cmd_ui(args: argparse.Namespace) -> int:
+    from pipelines.demo import load_demo_environment
+
+    environment = {**os.environ}
+    if not os.environ.get("MARKETING_WAREHOUSE_URL"):
+        environment.update(load_demo_environment())
+    print(f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME="
+          f"{environment.get('DAGSTER_HOME', '(default)')}); Ctrl-C stops it")
+    command = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml",
+               "-h", args.host, "-p", str(args.port)]
+    return subprocess.call(command, env=environment)
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from resources.warehouse import Warehouse
+
+    settings = PipelineSettings.from_env()
+    warehouse = Warehouse(url=settings.warehouse_url, schema_name=settings.warehouse_schema)
+    applied = warehouse.migrate()
+    print(f"{warehouse.display_url}: applied {applied or 'nothing (up to date)'}; "
+          f"schema version {warehouse.schema_version()}")
+    return 0
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from datagen.config import GeneratorConfig
+    from datagen.generator import generate_transactions, generate_users
+    from datagen.writers import write_source
+
+    start = dt.date.fromisoformat(args.start_date) if args.start_date else None
+    config = GeneratorConfig(seed=args.seed, users=args.users, days=args.days, start_date=start)
+    users = generate_users(config)
+    transactions = generate_transactions(config, users)
+    counts = write_source(args.target, {"users": users, "transactions": transactions},
+                          file_format=args.format)
+    for table, rows in counts.items():
+        print(f"{table}: {rows:,} rows -> {args.target}")
+    print(f"first partition date: {config.start_date}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="marketing", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="generate demo data and run the whole pipeline")
+    demo.add_argument("--users", type=int, default=5_000)
+    demo.add_argument("--days", type=int, default=120)
+    demo.add_argument("--analyze-days", type=int, default=14,
+                      help="how many recent days get profiles and campaigns")
+    demo.add_argument("--seed", type=int, default=42)
+    demo.set_defaults(handler=_cmd_demo)
+
+    ui = commands.add_parser("ui", help="open the Dagster UI (on the demo unless configured)")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.set_defaults(handler=_cmd_ui)
+
+    migrate = commands.add_parser("migrate", help="apply schema migrations to the warehouse")
+    migrate.set_defaults(handler=_cmd_migrate)
+
+    generate = commands.add_parser("generate", help="write generated source data")
+    generate.add_argument("target", help="duckdb:///file, postgresql://..., or a directory")
+    generate.add_argument("--users", type=int, default=5_000)
+    generate.add_argument("--days", type=int, default=120)
+    generate.add_argument("--start-date", help="YYYY-MM-DD (default: history ends today)")
+    generate.add_argument("--seed", type=int, default=42)
+    generate.add_argument("--format", choices=("parquet", "csv"), default="parquet")
+    generate.set_defaults(handler=_cmd_generate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,64 @@
+"""The Dagster code location: assets, checks, jobs, schedules, sensors and resources.
+
+`build_definitions(settings)` is pure (tests call it with their own settings); the
+`defs` entry point reads the environment only when Dagster loads the code location.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+
+from assets.ingest import (
+    build_ingest_assets,
+    campaign_events_source,
+    transactions_source,
+    users_source,
+)
+from pipelines.jobs import build_jobs
+from pipelines.partitions import daily_partitions
+from pipelines.schedules import build_schedules
+from resources.settings import PipelineSettings
+from resources.sources import TransactionSource
+from resources.staging import StagingStore
+from resources.warehouse import Warehouse
+
+
+def build_resources(settings: PipelineSettings) -> dict[str, dg.ConfigurableResource]:
+    """Resources from settings; secrets stay in the environment, never in metadata."""
+    return {
+        "warehouse": Warehouse(url=settings.warehouse_url, schema_name=settings.warehouse_schema),
+        "source": TransactionSource(url=settings.source_url, schema_name=settings.source_schema),
+        "staging": StagingStore(base_dir=settings.staging_dir),
+    }
+
+
+def build_assets(settings: PipelineSettings) -> list[dg.AssetsDefinition | dg.AssetSpec]:
+    """Every asset of the graph, partitioned from the configured first date."""
+    partitions = daily_partitions(settings.first_partition_date)
+    tolerance = dt.timedelta(minutes=settings.future_tolerance_minutes)
+    return [
+        transactions_source,
+        users_source,
+        campaign_events_source,
+        build_ingest_assets(settings.first_partition_date, partitions, tolerance),
+    ]
+
+
+def build_definitions(settings: PipelineSettings) -> dg.Definitions:
+    """The whole code location for one set of settings."""
+    assets = build_assets(settings)
+    jobs = build_jobs()
+    return dg.Definitions(
+        assets=assets,
+        jobs=jobs,
+        schedules=build_schedules(jobs),
+        resources=build_resources(settings),
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """Entry point for `dagster dev` / `workspace.yaml`: settings from the environment."""
+    return build_definitions(PipelineSettings.from_env())

@@ -1,0 +1,100 @@
+"""Dagster resource for the copy LLM: configuration and client construction, no logic.
+
+The copywriting logic (`transforms.copywriter`) takes a plain `CopySettings`; this resource
+only resolves configuration into one, so the logic is testable without Dagster.
+
+The API key is resolved when the resource is used, never at import time: the field value,
+else `TOGETHER_API_KEY`, else `TOGETHER_API_KEY_MARKETING` (the original system's name).
+Leave the field unset or give it `dg.EnvVar("TOGETHER_API_KEY")`: a literal string would be
+written into the job snapshot that Dagster stores and shows in its UI. The field is hidden
+from repr, and nothing here logs or reports it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+from pydantic import Field
+from together import AsyncTogether
+
+from transforms.copywriter import DEFAULT_MODEL, CopySettings, build_async_client
+
+API_KEY_ENV_VARS = ("TOGETHER_API_KEY", "TOGETHER_API_KEY_MARKETING")
+BASE_URL_ENV_VAR = "TOGETHER_BASE_URL"
+
+
+class TogetherCopyResource(dg.ConfigurableResource):
+    """Together AI (or any OpenAI-compatible server) settings for campaign copy."""
+
+    api_key: str | None = Field(
+        default=None,
+        repr=False,
+        description="Together API key; unset means TOGETHER_API_KEY, then "
+        "TOGETHER_API_KEY_MARKETING. Without any, template copy is written and no call made.",
+    )
+    model: str = Field(default=DEFAULT_MODEL, description="Chat model name.")
+    base_url: str | None = Field(
+        default=None,
+        description="Server root without /v1 (e.g. http://localhost:8000); unset means "
+        "TOGETHER_BASE_URL, then https://api.together.ai.",
+    )
+    timeout_s: float = Field(default=30.0, description="Seconds allowed per HTTP request.")
+    max_retries: int = Field(default=3, description="Retries on 408/409/429/5xx and timeouts.")
+    max_concurrency: int = Field(default=5, description="Requests in flight at most.")
+    temperature: float = 0.7
+    max_tokens: int = 700
+    price_per_million_input_tokens: float = Field(
+        default=0.88, description="USD; Together's Llama 3.3 70B Turbo price."
+    )
+    price_per_million_output_tokens: float = Field(
+        default=0.88, description="USD; Together's Llama 3.3 70B Turbo price."
+    )
+    backoff_base_s: float = Field(default=1.0, description="First retry delay, doubling.")
+    backoff_max_s: float = Field(default=10.0, description="Longest retry delay.")
+
+    def resolved_api_key(self) -> str | None:
+        """The key to use, from the field or the environment; None when there is none."""
+        if self.api_key:
+            return self.api_key
+        for name in API_KEY_ENV_VARS:
+            value = os.environ.get(name, "").strip()
+            if value:
+                return value
+        return None
+
+    def resolved_base_url(self) -> str | None:
+        """The server root, from the field or `TOGETHER_BASE_URL`; None means Together's."""
+        return self.base_url or os.environ.get(BASE_URL_ENV_VAR) or None
+
+    def settings(self) -> CopySettings:
+        """The plain settings object that `transforms.copywriter` runs on."""
+        return CopySettings(
+            api_key=self.resolved_api_key(),
+            model=self.model,
+            base_url=self.resolved_base_url(),
+            timeout_s=self.timeout_s,
+            max_retries=self.max_retries,
+            max_concurrency=self.max_concurrency,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            price_per_million_input_tokens=self.price_per_million_input_tokens,
+            price_per_million_output_tokens=self.price_per_million_output_tokens,
+            backoff_base_s=self.backoff_base_s,
+            backoff_max_s=self.backoff_max_s,
+        )
+
+    def build_client(self) -> AsyncTogether:
+        """An `AsyncTogether` client (SDK retries off: the copywriter retries itself)."""
+        return build_async_client(self.settings())
+
+    def public_metadata(self) -> dict[str, str | float | int | bool]:
+        """Configuration safe to show as asset metadata: says whether a key is set, not which."""
+        return {
+            "model": self.model,
+            "base_url": self.resolved_base_url() or "https://api.together.ai",
+            "api_key_configured": self.resolved_api_key() is not None,
+            "max_concurrency": self.max_concurrency,
+            "max_retries": self.max_retries,
+            "timeout_s": self.timeout_s,
+        }

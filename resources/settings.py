@@ -1,0 +1,62 @@
+"""Every setting of the pipeline in one typed object, read from the environment once.
+
+Nothing here runs at import time: `PipelineSettings.from_env()` is called by the code
+location's entry point, and tests build settings directly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEMO_DIR = Path("data/demo")
+
+
+class PipelineSettings(BaseModel):
+    """Where data comes from, where results go, and the partition range.
+
+    Environment variables (all optional; defaults give the embedded DuckDB demo):
+
+    - `MARKETING_SOURCE_URL`: the app database (`postgresql://...`, `duckdb:///file`) or a
+      directory/glob of CSV or Parquet exports.
+    - `MARKETING_SOURCE_SCHEMA`: schema of the source tables (default `public` on
+      PostgreSQL, `main` on DuckDB).
+    - `MARKETING_WAREHOUSE_URL`: where results are written (`postgresql://...` or
+      `duckdb:///file`).
+    - `MARKETING_WAREHOUSE_SCHEMA`: the single results schema (default `marketing`).
+    - `MARKETING_STAGING_DIR`: where validated transactions are staged as daily Parquet
+      (a local path or an object-store URI Polars can write).
+    - `MARKETING_FIRST_PARTITION_DATE`: the first daily partition (YYYY-MM-DD).
+    - `MARKETING_FUTURE_TOLERANCE_MINUTES`: clock skew allowed before a timestamp counts as
+      "in the future" (default 5).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    source_url: str = f"duckdb:///{DEMO_DIR}/source.duckdb"
+    source_schema: str | None = None
+    warehouse_url: str = f"duckdb:///{DEMO_DIR}/warehouse.duckdb"
+    warehouse_schema: str = "marketing"
+    staging_dir: str = str(DEMO_DIR / "staged")
+    first_partition_date: dt.date = dt.date(2026, 1, 1)
+    future_tolerance_minutes: int = Field(default=5, ge=0)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> PipelineSettings:
+        """Build settings from `MARKETING_*` variables, keeping defaults for unset ones."""
+        env = os.environ if environ is None else environ
+        names = {
+            "source_url": "MARKETING_SOURCE_URL",
+            "source_schema": "MARKETING_SOURCE_SCHEMA",
+            "warehouse_url": "MARKETING_WAREHOUSE_URL",
+            "warehouse_schema": "MARKETING_WAREHOUSE_SCHEMA",
+            "staging_dir": "MARKETING_STAGING_DIR",
+            "first_partition_date": "MARKETING_FIRST_PARTITION_DATE",
+            "future_tolerance_minutes": "MARKETING_FUTURE_TOLERANCE_MINUTES",
+        }
+        values = {field: env[name] for field, name in names.items() if env.get(name)}
+        return cls.model_validate(values)

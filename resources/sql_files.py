@@ -1,0 +1,44 @@
+"""Loading SQL from `sql/` and binding named parameters for either backend.
+
+SQL lives in files with `:name` placeholders so one text serves DuckDB (`$name`) and
+psycopg (`%(name)s`). Only placeholders are rewritten; values are always bound by the
+driver, never formatted into the text.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+MIGRATIONS_DIR = SQL_DIR / "migrations"
+QUERIES_DIR = SQL_DIR / "queries"
+
+# `:name` but not the `::` cast operator, and not inside a quoted string literal.
+_PLACEHOLDER = re.compile(r"'(?:[^']|'')*'|(?<![:\w]):([A-Za-z_]\w*)")
+
+
+@cache
+def load_query(name: str) -> str:
+    """Return the text of `sql/queries/<name>.sql` (cached: files do not change at run time)."""
+    path = QUERIES_DIR / f"{name}.sql"
+    if not path.is_file():
+        raise FileNotFoundError(f"no SQL query named {name!r} (looked for {path})")
+    return path.read_text()
+
+
+def to_dialect(sql: str, dialect: str) -> str:
+    """Rewrite `:name` placeholders for `duckdb` (`$name`) or `postgres` (`%(name)s`)."""
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name is None:  # a string literal: keep it verbatim
+            return match.group(0)
+        return f"${name}" if dialect == "duckdb" else f"%({name})s"
+
+    text = _PLACEHOLDER.sub(replace, sql)
+    if dialect == "postgres":
+        # psycopg treats a bare % as a placeholder start; literal percent signs must be doubled.
+        text = re.sub(r"%(?!\()", "%%", text)
+    return text

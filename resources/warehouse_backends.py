@@ -1,0 +1,238 @@
+"""The two warehouse engines behind one small interface.
+
+Both replace a partition in a single transaction (delete the partition's rows, bulk load
+the new ones), so a reader sees either the old partition or the new one, never a mix.
+PostgreSQL loads with `COPY` from CSV produced by Polars; DuckDB inserts from Arrow.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+import duckdb
+import polars as pl
+import psycopg
+import psycopg.types.string
+from psycopg import sql as pgsql
+
+from resources.frame_encoding import NULL_MARKER, encode_for_postgres_csv
+from resources.sql_files import to_dialect
+
+Params = Mapping[str, Any]
+DUCKDB_LOCK_WAIT_S = 120.0
+
+
+class WarehouseBackend(Protocol):
+    """What the warehouse resource needs from an engine."""
+
+    dialect: str
+
+    def execute_script(self, sql: str) -> None: ...
+
+    def execute(self, sql: str, params: Params | None = None) -> None: ...
+
+    def read(self, sql: str, params: Params | None = None) -> pl.DataFrame: ...
+
+    def replace_rows(
+        self, table: str, frame: pl.DataFrame, where_sql: str, params: Params
+    ) -> int: ...
+
+    def table_columns(self, table: str) -> list[str]: ...
+
+
+class DuckDBBackend:
+    """DuckDB file warehouse. One writer process at a time, so connections are short-lived
+    and opening waits (with backoff) while another process holds the file lock."""
+
+    dialect = "duckdb"
+
+    def __init__(self, path: Path, schema: str) -> None:
+        self.path = path
+        self.schema = schema
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        connection = _open_duckdb_waiting_for_lock(self.path, read_only=read_only)
+        try:
+            if not read_only:
+                connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            connection.execute(f'SET search_path = \'"{self.schema}"\'')
+            yield connection
+        finally:
+            connection.close()
+
+    def execute_script(self, sql: str) -> None:
+        with self.connect() as connection:
+            connection.execute("BEGIN")
+            connection.execute(sql)
+            connection.execute("COMMIT")
+
+    def execute(self, sql: str, params: Params | None = None) -> None:
+        with self.connect() as connection:
+            connection.execute(to_dialect(sql, self.dialect), dict(params or {}))
+
+    def read(self, sql: str, params: Params | None = None) -> pl.DataFrame:
+        # Read-only connections may be shared by several processes (the API, a backfill);
+        # only writers need the exclusive lock.
+        with self.connect(read_only=True) as connection:
+            relation = connection.sql(to_dialect(sql, self.dialect), params=dict(params or {}))
+            return relation.pl()
+
+    def replace_rows(self, table: str, frame: pl.DataFrame, where_sql: str, params: Params
+                     ) -> int:
+        delete = to_dialect(f"DELETE FROM {table} WHERE {where_sql}", self.dialect)
+        columns = ", ".join(frame.columns)
+        with self.connect() as connection:
+            connection.execute("BEGIN")
+            try:
+                connection.execute(delete, dict(params))
+                if frame.height:
+                    connection.register("incoming_frame", frame.to_arrow())
+                    connection.execute(
+                        f"INSERT INTO {table} ({columns}) SELECT {columns} FROM incoming_frame"
+                    )
+                    connection.unregister("incoming_frame")
+                connection.execute("COMMIT")
+            except Exception:
+                connection.execute("ROLLBACK")
+                raise
+        return frame.height
+
+    def table_columns(self, table: str) -> list[str]:
+        frame = self.read(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = :schema AND table_name = :table ORDER BY ordinal_position",
+            {"schema": self.schema, "table": table},
+        )
+        return frame["column_name"].to_list()
+
+
+def _open_duckdb_waiting_for_lock(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """Open the DuckDB file, retrying while another process holds its write lock.
+
+    Dagster's multiprocess executor and concurrent backfill runs can reach the same file at
+    once; each holds it only for a short write, so waiting is the right answer, not failing.
+    """
+    deadline = time.monotonic() + DUCKDB_LOCK_WAIT_S
+    delay = 0.05
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as error:
+            if "lock" not in str(error).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
+# PostgreSQL type OIDs -> Polars dtypes, so an empty or all-null result keeps its types.
+_POSTGRES_TYPES: dict[int, pl.DataType] = {
+    16: pl.Boolean(),
+    20: pl.Int64(),
+    21: pl.Int16(),
+    23: pl.Int32(),
+    25: pl.String(),
+    114: pl.String(),  # json, kept as text (see _text_json)
+    1043: pl.String(),
+    700: pl.Float32(),
+    701: pl.Float64(),
+    1700: pl.Decimal(38, 2),
+    1082: pl.Date(),
+    1184: pl.Datetime("us", "UTC"),
+    1114: pl.Datetime("us"),
+    1009: pl.List(pl.String()),
+    2950: pl.String(),  # uuid
+    3802: pl.String(),  # jsonb
+}
+
+
+class PostgresBackend:
+    """PostgreSQL warehouse: one schema, `COPY` for bulk loads, MVCC for consistent reads."""
+
+    dialect = "postgres"
+
+    def __init__(self, conninfo: str, schema: str) -> None:
+        self.conninfo = conninfo
+        self.schema = schema
+
+    @contextmanager
+    def connect(self) -> Iterator[psycopg.Connection]:
+        with psycopg.connect(self.conninfo, autocommit=False) as connection:
+            _text_json(connection)
+            connection.execute(
+                pgsql.SQL("SET search_path TO {}").format(pgsql.Identifier(self.schema))
+            )
+            yield connection
+
+    def execute_script(self, sql: str) -> None:
+        with self.connect() as connection:
+            # A session-level advisory lock serialises concurrent migrators (several step
+            # processes may start at once); the key is fixed for this project.
+            connection.execute("SELECT pg_advisory_xact_lock(874512)")
+            connection.execute(sql)  # type: ignore[arg-type]
+
+    def execute(self, sql: str, params: Params | None = None) -> None:
+        with self.connect() as connection:
+            connection.execute(to_dialect(sql, self.dialect), dict(params or {}))  # type: ignore[arg-type]
+
+    def read(self, sql: str, params: Params | None = None) -> pl.DataFrame:
+        with self.connect() as connection, connection.cursor() as cursor:
+            cursor.execute(to_dialect(sql, self.dialect), dict(params or {}))  # type: ignore[arg-type]
+            names = [column.name for column in cursor.description or []]
+            schema = {
+                column.name: _POSTGRES_TYPES.get(column.type_code, pl.Object())
+                for column in cursor.description or []
+            }
+            rows = cursor.fetchall()
+        if not names:
+            return pl.DataFrame()
+        return pl.DataFrame(rows, schema=schema, orient="row")
+
+    def replace_rows(self, table: str, frame: pl.DataFrame, where_sql: str, params: Params
+                     ) -> int:
+        delete = to_dialect(f"DELETE FROM {table} WHERE {where_sql}", self.dialect)
+        copy = pgsql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, NULL {})").format(
+            pgsql.Identifier(table),
+            pgsql.SQL(", ").join(pgsql.Identifier(column) for column in frame.columns),
+            pgsql.Literal(NULL_MARKER),
+        )
+        with self.connect() as connection:
+            with connection.cursor() as cursor:
+                cursor.execute(delete, dict(params))  # type: ignore[arg-type]
+                if frame.height:
+                    with cursor.copy(copy) as loader:
+                        loader.write(encode_for_postgres_csv(frame))
+            connection.commit()
+        return frame.height
+
+    def table_columns(self, table: str) -> list[str]:
+        frame = self.read(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = :schema AND table_name = :table ORDER BY ordinal_position",
+            {"schema": self.schema, "table": table},
+        )
+        return frame["column_name"].to_list() if frame.height else []
+
+
+def _text_json(connection: psycopg.Connection) -> None:
+    """Return json/jsonb/uuid as text, as DuckDB does, so both engines give equal frames."""
+    for type_name in ("json", "jsonb", "uuid"):
+        connection.adapters.register_loader(type_name, psycopg.types.string.TextLoader)
+
+
+def backend_for(dialect: str, *, duckdb_path: Path | None, conninfo: str | None, schema: str
+                ) -> WarehouseBackend:
+    """Build the engine an URL asked for."""
+    if dialect == "duckdb" and duckdb_path is not None:
+        return DuckDBBackend(duckdb_path, schema)
+    if dialect == "postgres" and conninfo is not None:
+        return PostgresBackend(conninfo, schema)
+    raise ValueError(f"cannot build a {dialect} backend without its connection details")
+
+
+__all__: Sequence[str] = ("DuckDBBackend", "PostgresBackend", "WarehouseBackend", "backend_for")
