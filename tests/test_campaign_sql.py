@@ -1,0 +1,102 @@
+"""0003_campaigns.sql runs unchanged on DuckDB and PostgreSQL and matches the frames' schemas."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import duckdb
+import polars as pl
+import psycopg
+import pytest
+
+from resources.warehouse import Warehouse
+from tests.test_campaign_helpers import D, campaign, campaigns, metrics, metrics_row
+from transforms.audience import AUDIENCE_SCHEMA
+from transforms.campaign_metrics import DELIVERY_SCHEMA, INCREMENTALITY_SCHEMA, METRICS_SCHEMA
+from transforms.campaign_selection import AI_CAMPAIGN_SCHEMA
+from transforms.lifecycle import OVERRIDE_SCHEMA, STATUS_SCHEMA
+from transforms.recommendations import RECOMMENDATION_SCHEMA
+
+SQL = (Path(__file__).parents[1] / "sql" / "migrations" / "0003_campaigns.sql").read_text()
+TABLES = {
+    "ai_campaigns": AI_CAMPAIGN_SCHEMA,
+    "campaign_audience": AUDIENCE_SCHEMA,
+    "campaign_delivery": DELIVERY_SCHEMA,
+    "campaign_metrics": METRICS_SCHEMA,
+    "campaign_incrementality": INCREMENTALITY_SCHEMA,
+    "campaign_recommendations": RECOMMENDATION_SCHEMA,
+    "campaign_status_overrides": OVERRIDE_SCHEMA,
+    "campaign_status": STATUS_SCHEMA,
+}
+ORIGINAL = {
+    "ai_campaigns": ["campaign_id", "campaign_name", "campaign_type", "status",
+                     "target_pattern", "audience_size", "expected_roi", "created_at",
+                     "updated_at"],
+    "campaign_metrics": ["metric_id", "campaign_id", "impressions", "clicks", "conversions",
+                         "revenue", "recorded_at"],
+    "campaign_delivery": ["delivery_id", "campaign_id", "user_id", "delivered_at", "opened",
+                          "clicked"],
+}
+COLUMNS_SQL = ("SELECT table_name, column_name FROM information_schema.columns "
+               "WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position")
+
+
+@pytest.fixture(scope="module")
+def pg_url(postgres_server_url: str) -> Iterator[str]:
+    """A throwaway PostgreSQL database for this module."""
+    name = f"campaign_sql_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_server_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit(urlsplit(postgres_server_url)._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(postgres_server_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _columns(rows: list[tuple[str, str]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for table, column in rows:
+        out.setdefault(table, []).append(column)
+    return out
+
+
+def _check(columns: dict[str, list[str]]) -> None:
+    for table, schema in TABLES.items():
+        assert columns[table] == list(schema), table
+    for table, original in ORIGINAL.items():
+        assert set(original) <= set(columns[table]), table
+
+
+def test_migration_on_duckdb_in_memory_twice() -> None:
+    connection = duckdb.connect()
+    connection.execute(SQL)
+    connection.execute(SQL)  # IF NOT EXISTS everywhere: a second run changes nothing
+    _check(_columns(connection.execute(COLUMNS_SQL).fetchall()))
+
+
+def test_migration_on_postgres_twice(pg_url: str) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as connection:
+        connection.execute(SQL)  # type: ignore[arg-type]
+        connection.execute(SQL)  # type: ignore[arg-type]
+        _check(_columns(connection.execute(COLUMNS_SQL).fetchall()))  # type: ignore[arg-type]
+
+
+def test_frames_round_trip_through_the_warehouse(warehouse: Warehouse) -> None:
+    plan = campaigns(campaign("c1", "weekend_shopper", D, D, as_of_date=D),
+                     campaign("c2", "inactive", D, D, as_of_date=D))
+    daily = metrics(metrics_row("c1", D, impressions=10, clicks=2, conversions=1,
+                                revenue="12.34", cost="5.00"))
+    for _ in range(2):  # a rerun replaces the partition: same rows, no duplicate keys
+        warehouse.replace_partition("ai_campaigns", plan, partition_value=D)
+        warehouse.replace_partition("campaign_metrics", daily, partition_value=D,
+                                    partition_column="metric_date")
+    back = warehouse.read("SELECT * FROM ai_campaigns ORDER BY campaign_id")
+    assert back["campaign_id"].to_list() == ["c1", "c2"]
+    assert back["budget"].cast(pl.String).to_list() == ["100.00", "100.00"]
+    assert back["offer_json"].to_list() == plan["offer_json"].to_list()
+    row = warehouse.read("SELECT revenue, cost, impressions FROM campaign_metrics").row(0)
+    assert [str(row[0]), str(row[1]), row[2]] == ["12.34", "5.00", 10]
