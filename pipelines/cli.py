@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="generate demo data and run the whole pipeline")
     demo.add_argument("--users", type=int, default=5_000)
     demo.add_argument("--days", type=int, default=120)
-    demo.add_argument("--analyze-days", type=int, default=14,
+    demo.add_argument("--analyze-days", type=int, default=28,
                       help="how many recent days get profiles and campaigns")
     demo.add_argument("--seed", type=int, default=42)
     demo.set_defaults(handler=_cmd_demo)

@@ -16,6 +16,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from datagen.campaign_events import simulate_campaign_events
 from datagen.config import GeneratorConfig
 from datagen.generator import generate_transactions, generate_users
 from datagen.writers import write_source
@@ -24,6 +25,8 @@ from pipelines.demo_summary import print_summary
 from pipelines.jobs import ALL_ASSETS_JOB, INGEST_JOB
 from pipelines.runner import run_job_for_days
 from resources.settings import DEMO_DIR, PipelineSettings
+from resources.warehouse import Warehouse
+from transforms.events import events_for_source
 
 MANIFEST = DEMO_DIR / "demo.json"
 FAR_FUTURE_YEAR = 2099
@@ -37,7 +40,7 @@ class DemoOptions:
 
     users: int = 5_000
     days: int = 120
-    analyze_days: int = 14
+    analyze_days: int = 28
     seed: int = 42
 
 
@@ -105,11 +108,31 @@ def run_demo(options: DemoOptions) -> None:
                          now=now)
         first_analyzed = max(config.start_date,
                              last_day - dt.timedelta(days=options.analyze_days - 1))
-        progress.step(f"materializing the whole graph for {first_analyzed} .. {last_day}")
-        for day in _days(first_analyzed, last_day):
+        days = _days(first_analyzed, last_day)
+        progress.step(f"materializing the whole graph for {first_analyzed} .. {last_day}, "
+                      "day by day, simulating the notification service's events in between")
+        events = pl.DataFrame()
+        for index, day in enumerate(days, start=1):
             run_job_for_days(defs, ALL_ASSETS_JOB, day, day, instance=instance, now=now)
+            events = _simulate_day_events(settings, day, events, now, options.seed)
+            progress.step(f"  day {index}/{len(days)} {day}: done, "
+                          f"{events.height:,} campaign events so far")
     progress.step("done")
     print_summary(settings, environment, last_day)
+
+
+def _simulate_day_events(settings: PipelineSettings, day: dt.date, events: pl.DataFrame,
+                         now: dt.datetime, seed: int) -> pl.DataFrame:
+    """Play the notification service: events for the campaigns planned on `day`, appended
+    to the source's `campaign_events` table so the next days' metrics can measure them."""
+    warehouse = Warehouse(url=settings.warehouse_url, schema_name=settings.warehouse_schema)
+    campaigns = warehouse.read("SELECT * FROM ai_campaigns WHERE as_of_date = :day", {"day": day})
+    audience = warehouse.read("SELECT * FROM campaign_audience WHERE as_of_date = :day",
+                              {"day": day})
+    new_events = simulate_campaign_events(campaigns, audience, seed=seed, until=now)
+    events = pl.concat([events, new_events]) if events.height else new_events
+    write_source(settings.source_url, {"campaign_events": events_for_source(events)})
+    return events
 
 
 def _not_yet_happened_removed(transactions: pl.DataFrame, now: dt.datetime) -> pl.DataFrame:

@@ -33,7 +33,72 @@ def _ingest_section(warehouse: Warehouse) -> list[str]:
     return lines
 
 
-SECTIONS = [_ingest_section]
+def _profile_section(warehouse: Warehouse) -> list[str]:
+    day = warehouse.read("SELECT max(as_of_date) AS day FROM user_segments")["day"][0]
+    if day is None:
+        return ["Profiles: none materialized"]
+    segments = warehouse.read_named("user_segments_for_day", {"day": day})
+    users = warehouse.read("SELECT count(*) AS n FROM behavioral_profiles WHERE as_of_date = :day",
+                           {"day": day})["n"][0]
+    lines = [f"Behavioral profiles on {day}: {users:,} users",
+             "  pattern               users   share   avg spend  median spend"]
+    for row in segments.iter_rows(named=True):
+        lines.append(f"  {row['behavior_pattern']:<20} {row['user_count']:>6,}  "
+                     f"{row['share_of_users']:>6.1%}  {float(row['avg_spend'] or 0):>10,.2f}  "
+                     f"{float(row['median_spend'] or 0):>12,.2f}")
+    return lines
+
+
+def _campaign_section(warehouse: Warehouse) -> list[str]:
+    plan = warehouse.read(
+        "SELECT campaign_name, status, audience_size, expected_roi, roi_ci_low, roi_ci_high, "
+        "budget FROM ai_campaigns WHERE status IN ('scheduled', 'active', 'paused') "
+        "ORDER BY expected_roi DESC")
+    lines = ["Campaigns scheduled or running (expected ROI with its 80% credible interval)"]
+    for row in plan.iter_rows(named=True):
+        lines.append(f"  {row['campaign_name']:<44} {row['status']:<9} "
+                     f"audience {row['audience_size']:>5,}  ROI {row['expected_roi']:.2f} "
+                     f"[{row['roi_ci_low']:.2f}, {row['roi_ci_high']:.2f}]  "
+                     f"budget {float(row['budget']):>9,.2f}")
+    if plan.is_empty():
+        lines.append("  (none: every segment already has a running campaign)")
+    return lines
+
+
+def _metrics_section(warehouse: Warehouse) -> list[str]:
+    totals = warehouse.read(
+        "SELECT c.campaign_name, c.status, sum(m.impressions) AS impressions, "
+        "sum(m.clicks) AS clicks, sum(m.conversions) AS conversions, "
+        "sum(m.revenue) AS revenue, sum(m.cost) AS cost "
+        "FROM campaign_metrics m JOIN ai_campaigns c ON c.campaign_id = m.campaign_id "
+        "GROUP BY c.campaign_name, c.status HAVING sum(m.impressions) > 0 "
+        "ORDER BY sum(m.revenue) DESC LIMIT 12")
+    if totals.is_empty():
+        return ["Earlier campaigns: no metrics yet"]
+    lines = ["Earlier campaigns (to date): impressions, ctr, conversion rate, ROI, uplift"]
+    uplift = dict(warehouse.read(
+        "SELECT c.campaign_name, i.uplift FROM campaign_incrementality i "
+        "JOIN ai_campaigns c ON c.campaign_id = i.campaign_id "
+        "WHERE i.as_of_date = (SELECT max(as_of_date) FROM campaign_incrementality)").iter_rows())
+    for row in totals.iter_rows(named=True):
+        ctr = row["clicks"] / row["impressions"] if row["impressions"] else 0.0
+        conversion = row["conversions"] / row["clicks"] if row["clicks"] else 0.0
+        roi = float(row["revenue"]) / float(row["cost"]) if row["cost"] else 0.0
+        lift = uplift.get(row["campaign_name"])
+        lift_text = f"{lift:+.3f}" if lift is not None else "  n/a"
+        lines.append(f"  {row['campaign_name']:<44} {row['status']:<9} "
+                     f"{row['impressions']:>6,}  ctr {ctr:.2f}  conv {conversion:.2f}  "
+                     f"ROI {roi:.2f}  uplift {lift_text}")
+    recommendations = warehouse.read(
+        "SELECT rule, count(*) AS n FROM campaign_recommendations WHERE as_of_date = "
+        "(SELECT max(as_of_date) FROM campaign_recommendations) GROUP BY rule ORDER BY rule")
+    if recommendations.height:
+        lines.append("Recommendations today: " + ", ".join(
+            f"{row['rule']} {row['n']}" for row in recommendations.iter_rows(named=True)))
+    return lines
+
+
+SECTIONS = [_ingest_section, _profile_section, _campaign_section, _metrics_section]
 
 
 def print_summary(settings: PipelineSettings, environment: dict[str, str],

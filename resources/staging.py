@@ -53,3 +53,28 @@ class StagingStore(dg.ConfigurableResource):
         if not paths:
             return pl.LazyFrame(schema=STAGED_TRANSACTION_SCHEMA)
         return pl.scan_parquet(paths, schema=STAGED_TRANSACTION_SCHEMA)
+
+    def snapshot_path(self, name: str, day: dt.date) -> Path:
+        """Where a derived daily frame (e.g. `behavioral_profiles`) is kept as Parquet.
+
+        Downstream Polars steps read these instead of pulling 500k rows back out of the
+        warehouse; the warehouse copy is for SQL users and the API.
+        """
+        return Path(self.base_dir) / name / f"as_of_date={day.isoformat()}" / "part.parquet"
+
+    def write_snapshot(self, name: str, day: dt.date, frame: pl.DataFrame) -> Path:
+        target = self.snapshot_path(name, day)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{uuid.uuid4().hex}.tmp")
+        frame.write_parquet(temporary)
+        os.replace(temporary, target)
+        return target
+
+    def read_snapshot(self, name: str, day: dt.date) -> pl.DataFrame:
+        path = self.snapshot_path(name, day)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{name} for {day} has not been materialized (no {path}); "
+                f"materialize {name} for that partition first"
+            )
+        return pl.read_parquet(path)

@@ -118,7 +118,7 @@ class Warehouse(dg.ConfigurableResource):
     def read(self, sql: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
         """Run a query with `:name` placeholders bound to `params`."""
         self.ensure_schema()
-        return self.backend.read(sql, params)
+        return _utc_timestamps(self.backend.read(sql, params))
 
     def read_named(self, query_name: str, params: Mapping[str, Any] | None = None
                    ) -> pl.DataFrame:
@@ -128,6 +128,16 @@ class Warehouse(dg.ConfigurableResource):
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         self.ensure_schema()
         self.backend.execute(sql, params)
+
+    def execute_named(self, query_name: str, params: Mapping[str, Any] | None = None) -> None:
+        """Run the statement in `sql/queries/<query_name>.sql`."""
+        self.execute(load_query(query_name), params)
+
+    def append(self, table: str, frame: pl.DataFrame) -> int:
+        """Insert rows without deleting any (append-only audit tables)."""
+        self.ensure_schema()
+        frame = self._conform(table, frame)
+        return self.backend.replace_rows(table, frame, "1 = 0", {})
 
     def _conform(self, table: str, frame: pl.DataFrame) -> pl.DataFrame:
         columns = self._columns_of(table)
@@ -143,6 +153,16 @@ class Warehouse(dg.ConfigurableResource):
         if table not in self._columns:
             self._columns[table] = self.backend.table_columns(table)
         return self._columns[table]
+
+
+def _utc_timestamps(frame: pl.DataFrame) -> pl.DataFrame:
+    """Label every TIMESTAMPTZ column "UTC" (DuckDB says "Etc/UTC", PostgreSQL the session
+    zone), so frames from both engines compare and concatenate equal."""
+    return frame.with_columns(
+        pl.col(name).dt.convert_time_zone("UTC")
+        for name, dtype in frame.schema.items()
+        if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None
+    )
 
 
 def _identifier(name: str) -> str:

@@ -1,0 +1,85 @@
+"""`campaign_copy`: LLM-written copy per campaign, cached by prompt hash, never blocking.
+
+The logic (prompt, validation, retries, repair, template fallback) is in
+`transforms/copywriter.py`; this asset builds briefs from the day's campaigns and segment
+facts, runs the copywriter against the warehouse cache, writes the partition and reports
+calls, cache hits, tokens, cost and latency.
+"""
+
+import dagster as dg
+import polars as pl
+from dagster import AssetExecutionContext
+
+from assets.campaigns import CAMPAIGN_GROUP, NETWORK_RETRY
+from assets.reporting import markdown_table
+from pipelines.partitions import partition_days
+from resources.copy_cache import WarehouseCopyCache
+from resources.llm import TogetherCopyResource
+from resources.warehouse import Warehouse
+from transforms.copy_prompt import CampaignBrief
+from transforms.copywriter import generate_copies_sync
+
+SUMMED_STATS = ("campaigns", "calls_made", "retries", "repairs", "cache_hits", "llm", "cache",
+                "template", "tokens_in", "tokens_out")
+
+
+def _segment_facts(segments: pl.DataFrame) -> dict[str, dict[str, str | float]]:
+    """What the prompt may say about each segment (no user-level data leaves the warehouse)."""
+    facts = {}
+    for row in segments.iter_rows(named=True):
+        facts[row["behavior_pattern"]] = {
+            "average spend in the last 90 days": float(row["avg_spend"] or 0),
+            "average purchases per week": round(float(row["avg_purchases_per_week"] or 0), 2),
+        }
+    return facts
+
+
+def build_copy_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    """The `campaign_copy` asset for the given daily partitions."""
+
+    @dg.asset(
+        deps=["ai_campaigns"],
+        group_name=CAMPAIGN_GROUP,
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        retry_policy=NETWORK_RETRY,
+        description="Headline, email body, 3 CTAs, subject lines and social copy per campaign "
+                    "(Together AI, cached by prompt hash; template copy when no key or on "
+                    "failure, marked copy_source = template with the reason).",
+    )
+    def campaign_copy(context: AssetExecutionContext, llm: TogetherCopyResource,
+                      warehouse: Warehouse) -> dg.MaterializeResult:
+        cache = WarehouseCopyCache(warehouse)
+        totals = dict.fromkeys(SUMMED_STATS, 0)
+        cost = 0.0
+        latencies: dict[str, float | None] = {}
+        reasons: dict[str, int] = {}
+        written = pl.DataFrame()
+        for day in partition_days(context):
+            campaigns = warehouse.read("SELECT * FROM ai_campaigns WHERE as_of_date = :day "
+                                       "ORDER BY campaign_id", {"day": day})
+            facts = _segment_facts(warehouse.read_named("user_segments_for_day", {"day": day}))
+            briefs = [CampaignBrief.from_ai_campaign(row, facts.get(row["target_pattern"]))
+                      for row in campaigns.iter_rows(named=True)]
+            result = generate_copies_sync(briefs, llm.settings(), cache)
+            rows = pl.DataFrame(result.rows(day)) if briefs else pl.DataFrame()
+            warehouse.replace_partition("campaign_copy", rows, partition_value=day)
+            for key in SUMMED_STATS:
+                totals[key] += int(result.stats.get(key) or 0)
+            cost += float(result.stats.get("estimated_cost_usd") or 0)
+            latencies = {key: result.stats.get(key)
+                         for key in ("latency_p50_ms", "latency_p95_ms")}
+            for reason, count in (result.stats.get("fallback_reasons") or {}).items():
+                reasons[reason] = reasons.get(reason, 0) + count
+            written = rows
+        return dg.MaterializeResult(metadata={
+            **totals,
+            "estimated_cost_usd": round(cost, 6),
+            **{key: value for key, value in latencies.items() if value is not None},
+            "fallback_reasons": dg.MetadataValue.json(reasons),
+            **llm.public_metadata(),
+            "copy": markdown_table(written.select("campaign_id", "copy_source", "headline")
+                                   if written.height else written),
+        })
+
+    return [campaign_copy]

@@ -1,0 +1,1 @@
+SELECT * FROM campaign_incrementality WHERE as_of_date = :day
