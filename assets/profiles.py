@@ -63,8 +63,12 @@ def build_profile_assets(first_partition_date: dt.date, partitions: dg.Partition
                          ) -> list[dg.AssetsDefinition]:
     """`behavioral_profiles` and `user_segments` for the given daily partitions."""
 
-    lookback_dep = dg.AssetDep("valid_transactions", partition_mapping=dg.TimeWindowPartitionMapping(
-        start_offset=-(PatternThresholds().lookback_days), allow_nonexistent_upstream_partitions=True))
+    # Lineage: day D reads the staged days of its window (the default lookback).
+    window_mapping = dg.TimeWindowPartitionMapping(
+        start_offset=-PatternThresholds().lookback_days,
+        allow_nonexistent_upstream_partitions=True,
+    )
+    lookback_dep = dg.AssetDep("valid_transactions", partition_mapping=window_mapping)
 
     @dg.asset(
         deps=[lookback_dep],

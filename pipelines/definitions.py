@@ -29,7 +29,6 @@ from resources.sources import TransactionSource
 from resources.staging import StagingStore
 from resources.warehouse import Warehouse
 
-
 # Backfill policies and lagged partition mappings are "beta" in Dagster 1.13; we rely on
 # them deliberately (docs/operations.md), so their warnings would only bury real ones.
 warnings.filterwarnings("ignore", message=".*is currently in beta.*")
