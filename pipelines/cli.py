@@ -62,6 +62,24 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_campaign(args: argparse.Namespace) -> int:
+    from pipelines.campaign_ops import UnknownCampaign, set_campaign_status
+    from resources.warehouse import Warehouse
+    from transforms.lifecycle import InvalidTransition
+
+    settings = PipelineSettings.from_env()
+    warehouse = Warehouse(url=settings.warehouse_url, schema_name=settings.warehouse_schema)
+    requested = "paused" if args.action == "pause" else "active"
+    try:
+        status = set_campaign_status(warehouse, args.campaign_id, requested,
+                                     reason=args.reason, set_by=args.by)
+    except (UnknownCampaign, InvalidTransition) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"campaign {args.campaign_id} is now {status}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="marketing", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -90,6 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=int, default=42)
     generate.add_argument("--format", choices=("parquet", "csv"), default="parquet")
     generate.set_defaults(handler=_cmd_generate)
+
+    campaign = commands.add_parser("campaign", help="pause or resume a campaign (operators)")
+    campaign.add_argument("action", choices=("pause", "resume"))
+    campaign.add_argument("campaign_id")
+    campaign.add_argument("--reason", help="why (kept in campaign_status_overrides)")
+    campaign.add_argument("--by", help="who (default: the current OS user)")
+    campaign.set_defaults(handler=_cmd_campaign)
     return parser
 
 

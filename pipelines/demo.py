@@ -114,14 +114,14 @@ def run_demo(options: DemoOptions) -> None:
         events = pl.DataFrame()
         for index, day in enumerate(days, start=1):
             run_job_for_days(defs, ALL_ASSETS_JOB, day, day, instance=instance, now=now)
-            events = _simulate_day_events(settings, day, events, now, options.seed)
+            events = simulate_day_events(settings, day, events, now, options.seed)
             progress.step(f"  day {index}/{len(days)} {day}: done, "
                           f"{events.height:,} campaign events so far")
     progress.step("done")
     print_summary(settings, environment, last_day)
 
 
-def _simulate_day_events(settings: PipelineSettings, day: dt.date, events: pl.DataFrame,
+def simulate_day_events(settings: PipelineSettings, day: dt.date, events: pl.DataFrame,
                          now: dt.datetime, seed: int) -> pl.DataFrame:
     """Play the notification service: events for the campaigns planned on `day`, appended
     to the source's `campaign_events` table so the next days' metrics can measure them."""

@@ -13,8 +13,11 @@ from datagen.config import GeneratorConfig
 from datagen.generator import generate_transactions, generate_users
 from datagen.writers import write_source
 from pipelines.definitions import build_definitions
+from pipelines.demo import simulate_day_events
+from pipelines.jobs import ALL_ASSETS_JOB, INGEST_JOB
 from pipelines.runner import run_job_for_days
 from resources.settings import PipelineSettings
+from resources.warehouse import Warehouse
 
 START = dt.date(2026, 2, 1)
 
@@ -33,8 +36,28 @@ class PipelineUnderTest:
     def definitions(self) -> dg.Definitions:
         return build_definitions(self.settings)
 
-    def run(self, job: str, first: dt.date, last: dt.date, now: dt.datetime) -> None:
-        run_job_for_days(self.definitions, job, first, last, instance=self.instance, now=now)
+    def run(self, job: str, first: dt.date, last: dt.date, now: dt.datetime
+            ) -> dg.ExecuteInProcessResult:
+        return run_job_for_days(self.definitions, job, first, last, instance=self.instance,
+                                now=now)
+
+    @property
+    def warehouse(self) -> Warehouse:
+        return Warehouse(url=self.settings.warehouse_url,
+                         schema_name=self.settings.warehouse_schema)
+
+    def run_graph_days(self, first: dt.date, last: dt.date, now: dt.datetime
+                       ) -> list[dg.ExecuteInProcessResult]:
+        """The demo's loop: ingest everything, then the whole graph day by day, with the
+        notification service's events simulated after each day."""
+        results = [self.run(INGEST_JOB, START, last, now)]
+        events = pl.DataFrame()
+        day = first
+        while day <= last:
+            results.append(self.run(ALL_ASSETS_JOB, day, day, now))
+            events = simulate_day_events(self.settings, day, events, now, seed=3)
+            day += dt.timedelta(days=1)
+        return results
 
 
 def generated_source(tmp_path: Path, source_url: str, *, users: int = 150, days: int = 12,

@@ -7,4 +7,4 @@ FROM transactions
 WHERE (occurred_at >= :day_start AND occurred_at < :day_end)
    OR (:include_later AND occurred_at >= :day_end)
    OR (:include_undated AND occurred_at IS NULL)
-ORDER BY occurred_at NULLS LAST, transaction_id NULLS LAST
+ORDER BY occurred_at NULLS LAST, transaction_id NULLS LAST, user_id NULLS LAST, amount NULLS LAST

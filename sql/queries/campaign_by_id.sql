@@ -1,0 +1,1 @@
+SELECT * FROM ai_campaigns WHERE campaign_id = :campaign_id
