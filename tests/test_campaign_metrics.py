@@ -128,3 +128,16 @@ def test_metrics_are_identical_on_rerun() -> None:
     first = compute_campaign_metrics(EVENTS, AUDIENCE, CAMPAIGNS, as_of_date=D)
     shuffled = EVENTS.sample(fraction=1.0, shuffle=True, seed=3)
     assert compute_campaign_metrics(shuffled, AUDIENCE, CAMPAIGNS, as_of_date=D).equals(first)
+
+
+def test_a_conversion_without_a_click_is_not_credited_to_the_campaign() -> None:
+    """Treated user 3 buys without clicking: organic, so not a campaign conversion; the
+    treated-vs-holdout comparison still sees it."""
+    events = pl.concat([EVENTS, _events([("v3", 3, "converted", _at(D, 16), 4000)])])
+    with_organic = compute_campaign_metrics(events, AUDIENCE, CAMPAIGNS, as_of_date=D)
+    without = compute_campaign_metrics(EVENTS, AUDIENCE, CAMPAIGNS, as_of_date=D)
+    assert with_organic["conversions"].to_list() == without["conversions"].to_list() == [1]
+    assert with_organic["revenue"].to_list() == without["revenue"].to_list()
+    lift_with = compute_incrementality(events, AUDIENCE, CAMPAIGNS, as_of_date=D)
+    lift_without = compute_incrementality(EVENTS, AUDIENCE, CAMPAIGNS, as_of_date=D)
+    assert lift_with["treated_conversions"][0] == lift_without["treated_conversions"][0] + 1

@@ -246,6 +246,7 @@ def test_rows_order_does_not_change_the_result() -> None:
         ]
     ]
     expected = profiles(rows)
+    assert expected["user_id"].to_list() == [1, 2, 3, 4, 5]  # sorted by user_id
     for seed in range(5):
         shuffled = rows[:]
         random.Random(seed).shuffle(shuffled)

@@ -274,10 +274,13 @@ AMOUNTS = st.one_of(
 def scenarios(draw: st.DrawFn) -> dict[str, Any]:
     t = draw(THRESHOLDS)
     end = BASE_END + timedelta(hours=draw(st.sampled_from([0, 5, 13])))
+    # half of the scenarios use only -100/0/100 so that ties (top category, spends, ranks)
+    # are common rather than rare
+    amounts = draw(st.sampled_from([AMOUNTS, st.sampled_from([-100, 0, 100, 100, 100])]))
     row = st.fixed_dictionaries(
         {
             "user_id": st.integers(1, 6),
-            "amount_cents": AMOUNTS,
+            "amount_cents": amounts,
             "before_end": _offsets(t.lookback_days),
             "category": st.sampled_from([None, "a", "b", "B", "c"]),
             "location_id": st.sampled_from([None, "x", "y", "z"]),
@@ -334,7 +337,7 @@ def _same(got: Any, want: Any) -> bool:
     return bool(got == want)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_matches_reference(scenario: dict[str, Any]) -> None:
     actual = {row["user_id"]: row for row in _transform(scenario).iter_rows(named=True)}
@@ -354,7 +357,7 @@ def test_matches_reference(scenario: dict[str, Any]) -> None:
         assert got["as_of_end"] == scenario["end"]
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios(), st.randoms(use_true_random=False))
 def test_row_order_never_matters(scenario: dict[str, Any], rnd: Any) -> None:
     expected = _transform(scenario)
@@ -363,7 +366,7 @@ def test_row_order_never_matters(scenario: dict[str, Any], rnd: Any) -> None:
     assert _transform(shuffled).equals(expected)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_summary_of_older_rows_equals_passing_them(scenario: dict[str, Any]) -> None:
     """Replacing rows before the window by their per-user summary changes nothing."""

@@ -81,6 +81,22 @@ def first_events(events: pl.DataFrame | pl.LazyFrame, audience: pl.DataFrame,
     )
 
 
+def _click_attributed(first: pl.LazyFrame) -> pl.LazyFrame:
+    """Drop conversions not preceded by a click on the same campaign by the same user.
+
+    A treated user who buys without ever clicking bought organically: counting that as a
+    campaign conversion would credit the campaign with sales it did not cause and push
+    conversions / clicks above 1. Organic purchases still count where they belong, in the
+    treated-vs-holdout comparison (`compute_incrementality`), which uses every conversion.
+    """
+    clicked = first.filter(pl.col("event_type") == "clicked").select(
+        "campaign_id", "user_id", clicked_at=pl.col("occurred_at"))
+    return first.join(clicked, on=["campaign_id", "user_id"], how="left").filter(
+        (pl.col("event_type") != "converted")
+        | (pl.col("clicked_at").is_not_null() & (pl.col("clicked_at") <= pl.col("occurred_at")))
+    ).drop("clicked_at")
+
+
 def _cost_basis(campaigns: pl.DataFrame) -> pl.DataFrame:
     rows = []
     for cid, raw in campaigns.select("campaign_id", "offer_json").iter_rows():
@@ -100,7 +116,7 @@ def compute_campaign_metrics(events: pl.DataFrame | pl.LazyFrame, audience: pl.D
     Events of campaign ids missing from ``campaigns`` are ignored: without a plan there is
     neither a cost basis nor a type and pattern to learn for."""
     end = _end_of(as_of_date)
-    day = first_events(events, audience, end).filter(
+    day = _click_attributed(first_events(events, audience, end)).filter(
         pl.col("occurred_at") >= end - timedelta(days=1), ~pl.col("is_holdout"))
     counts = day.group_by("campaign_id").agg(
         *[(pl.col("event_type") == t).sum().cast(pl.Int64).alias(c) for t, c in _COUNTS.items()],

@@ -115,14 +115,16 @@ def compute_segments(
     total_users = lazy.select(_all_users=pl.len().cast(pl.Int64))
     frame = pl.LazyFrame(
         {
+            "_order": list(range(len(PATTERNS))),
             "behavior_pattern": list(PATTERNS),
             "segment_id": [segment_id(p, as_of_date) for p in PATTERNS],
         }
     )
     count = pl.col("user_count")
     result = (
-        frame.join(stats, on="behavior_pattern", how="left", maintain_order="left")
+        frame.join(stats, on="behavior_pattern", how="left")
         .join(total_users, how="cross")
+        .sort("_order")
         .with_columns(count.fill_null(0), pl.col("total_cents").fill_null(0))
         .select(
             pl.col("segment_id"),
@@ -174,13 +176,15 @@ def compute_segment_overlap(
         [tuple(sorted(pair)) for pair in combinations(PATTERNS, 2)],
         schema=["pattern_a", "pattern_b"],
         orient="row",
-    ).sort("pattern_a", "pattern_b")
-    result = pairs.join(
-        counted, on=["pattern_a", "pattern_b"], how="left", maintain_order="left"
-    ).select(
-        pl.lit(as_of_date, dtype=pl.Date()).alias("as_of_date"),
-        "pattern_a",
-        "pattern_b",
-        pl.col("user_count").fill_null(0),
+    )
+    result = (
+        pairs.join(counted, on=["pattern_a", "pattern_b"], how="left")
+        .sort("pattern_a", "pattern_b")
+        .select(
+            pl.lit(as_of_date, dtype=pl.Date()).alias("as_of_date"),
+            "pattern_a",
+            "pattern_b",
+            pl.col("user_count").fill_null(0),
+        )
     )
     return result.collect().cast(OVERLAP_SCHEMA)  # type: ignore[arg-type]
