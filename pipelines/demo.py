@@ -104,8 +104,8 @@ def run_demo(options: DemoOptions) -> None:
     defs = build_definitions(settings)
     with dg.DagsterInstance.get() as instance:
         progress.step(f"validating and staging {options.days} daily partitions (one run)")
-        run_job_for_days(defs, INGEST_JOB, config.start_date, last_day, instance=instance,
-                         now=now)
+        results = [run_job_for_days(defs, INGEST_JOB, config.start_date, last_day,
+                                    instance=instance, now=now)]
         first_analyzed = max(config.start_date,
                              last_day - dt.timedelta(days=options.analyze_days - 1))
         days = _days(first_analyzed, last_day)
@@ -113,12 +113,23 @@ def run_demo(options: DemoOptions) -> None:
                       "day by day, simulating the notification service's events in between")
         events = pl.DataFrame()
         for index, day in enumerate(days, start=1):
-            run_job_for_days(defs, ALL_ASSETS_JOB, day, day, instance=instance, now=now)
+            results.append(run_job_for_days(defs, ALL_ASSETS_JOB, day, day, instance=instance,
+                                            now=now))
             events = simulate_day_events(settings, day, events, now, options.seed)
             progress.step(f"  day {index}/{len(days)} {day}: done, "
                           f"{events.height:,} campaign events so far")
     progress.step("done")
-    print_summary(settings, environment, last_day)
+    print_summary(settings, environment, last_day, check_outcomes(results))
+
+
+def check_outcomes(results: list[dg.ExecuteInProcessResult]) -> dict[str, list[str]]:
+    """Asset check evaluations of the demo's runs: names of those that passed and failed."""
+    outcomes: dict[str, list[str]] = {"passed": [], "failed": []}
+    for result in results:
+        for evaluation in result.get_asset_check_evaluations():
+            name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+            outcomes["passed" if evaluation.passed else "failed"].append(name)
+    return outcomes
 
 
 def simulate_day_events(settings: PipelineSettings, day: dt.date, events: pl.DataFrame,

@@ -101,13 +101,21 @@ def _metrics_section(warehouse: Warehouse) -> list[str]:
 SECTIONS = [_ingest_section, _profile_section, _campaign_section, _metrics_section]
 
 
+def _checks_section(checks: dict[str, list[str]]) -> list[str]:
+    failed = sorted(set(checks["failed"]))
+    lines = [f"Asset checks: {len(checks['passed'])} passed, {len(checks['failed'])} failed"]
+    lines += [f"  FAILED {name}" for name in failed]
+    return lines
+
+
 def print_summary(settings: PipelineSettings, environment: dict[str, str],
-                  last_day: dt.date) -> None:
+                  last_day: dt.date, checks: dict[str, list[str]]) -> None:
     """Print every section, then where things are and what to do next."""
     warehouse = Warehouse(url=settings.warehouse_url, schema_name=settings.warehouse_schema)
     lines = ["", f"=== Demo summary (latest partition {last_day}) ==="]
     for section in SECTIONS:
         lines += section(warehouse)
+    lines += _checks_section(checks)
     lines += [
         "Where things are",
         f"  source        {settings.source_url}",
