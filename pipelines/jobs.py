@@ -16,10 +16,12 @@ def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
             ALL_ASSETS_JOB,
             selection=dg.AssetSelection.all(),
             description="Materialize the whole graph for a partition (or a backfill range).",
+            executor_def=dg.in_process_executor,
         ),
         dg.define_asset_job(
             INGEST_JOB,
             selection=dg.AssetSelection.groups("ingest"),
             description="Validate and stage transactions, quarantining bad rows.",
+            executor_def=dg.in_process_executor,
         ),
     ]
