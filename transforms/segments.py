@@ -72,10 +72,10 @@ def _half_up_div(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:
 
 
 def _pattern_memberships(profiles: pl.LazyFrame) -> pl.LazyFrame:
-    """One row per (user, detected pattern): the only place a list is exploded.
+    """One row per (user, detected pattern), with the user's spend in cents.
 
-    Profiles are one row per user with a handful of patterns, so this is at most a few
-    times the profile row count, far from the 10M-row transaction scale.
+    Profiles are one row per user with a handful of patterns, so exploding the lists gives
+    at most a few times the profile row count, far from the 10M-row transaction scale.
     """
     return (
         profiles.select(
@@ -152,39 +152,40 @@ def compute_segment_overlap(
 ) -> pl.DataFrame:
     """Users carrying both patterns, for every pair (pattern_a < pattern_b by name).
 
-    All 28 pairs are returned, zero counts included, so the table has a fixed shape per
-    day. ``as_of_date`` defaults to the profiles' own (single) ``as_of_date``; with no
-    profile rows and no date there is no day to report and the result is empty.
+    All 28 pairs are returned for each day, zero counts included, so the table has a fixed
+    shape per day. The day is the profiles' own ``as_of_date`` (several days give 28 rows
+    each); passing ``as_of_date`` labels every profile with that day instead, so that an
+    empty profile frame still yields the day's 28 zero rows. One ``collect``.
     """
     lazy = _lazy(profiles)
-    if as_of_date is None:
-        dates = lazy.select(pl.col("as_of_date").unique()).collect().to_series()
-        if dates.len() > 1:
-            raise ValueError(f"profiles hold several as_of_date values: {dates.to_list()}")
-        if dates.len() == 0:
-            return pl.DataFrame(schema=OVERLAP_SCHEMA)
-        as_of_date = dates.item()
-    members = _pattern_memberships(lazy).select("user_id", "behavior_pattern")
+    if as_of_date is not None:
+        lazy = lazy.with_columns(as_of_date=pl.lit(as_of_date, dtype=pl.Date()))
+        days = pl.LazyFrame({"as_of_date": [as_of_date]}, schema={"as_of_date": pl.Date()})
+    else:
+        days = lazy.select(pl.col("as_of_date").unique())
+    members = (
+        lazy.select("as_of_date", "user_id", "detected_patterns")
+        .explode("detected_patterns")
+        .drop_nulls("detected_patterns")
+    )
     counted = (
-        members.join(members, on="user_id", suffix="_b")
-        .filter(pl.col("behavior_pattern") < pl.col("behavior_pattern_b"))
-        .group_by("behavior_pattern", "behavior_pattern_b")
+        members.join(members, on=["as_of_date", "user_id"], suffix="_b")
+        .filter(pl.col("detected_patterns") < pl.col("detected_patterns_b"))
+        .group_by("as_of_date", "detected_patterns", "detected_patterns_b")
         .agg(user_count=pl.len().cast(pl.Int64))
-        .rename({"behavior_pattern": "pattern_a", "behavior_pattern_b": "pattern_b"})
+        .rename({"detected_patterns": "pattern_a", "detected_patterns_b": "pattern_b"})
     )
     pairs = pl.LazyFrame(
         [tuple(sorted(pair)) for pair in combinations(PATTERNS, 2)],
         schema=["pattern_a", "pattern_b"],
         orient="row",
     )
+    keys = ["as_of_date", "pattern_a", "pattern_b"]
     result = (
-        pairs.join(counted, on=["pattern_a", "pattern_b"], how="left")
-        .sort("pattern_a", "pattern_b")
-        .select(
-            pl.lit(as_of_date, dtype=pl.Date()).alias("as_of_date"),
-            "pattern_a",
-            "pattern_b",
-            pl.col("user_count").fill_null(0),
-        )
+        days.join(pairs, how="cross")
+        .join(counted, on=keys, how="left")
+        .with_columns(pl.col("user_count").fill_null(0))
+        .select(*keys, "user_count")
+        .sort(keys)
     )
     return result.collect().cast(OVERLAP_SCHEMA)  # type: ignore[arg-type]

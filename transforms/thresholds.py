@@ -159,7 +159,7 @@ class PatternThresholds(BaseModel):
                 continue
             suffix = key[len(prefix) :]
             if suffix not in fields:
-                known = ", ".join(prefix + name for name in sorted(fields))
+                known = ", ".join(prefix + upper for upper in sorted(fields))
                 raise ValueError(f"unknown pattern threshold variable {key}; known: {known}")
             overrides[fields[suffix]] = raw.strip()
         return cls.model_validate(overrides)
