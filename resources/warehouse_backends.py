@@ -24,6 +24,7 @@ from resources.sql_files import to_dialect
 
 Params = Mapping[str, Any]
 DUCKDB_LOCK_WAIT_S = 120.0
+COPY_SLICE_ROWS = 50_000
 
 
 class WarehouseBackend(Protocol):
@@ -206,7 +207,11 @@ class PostgresBackend:
                 cursor.execute(delete, dict(params))  # type: ignore[arg-type]
                 if frame.height:
                     with cursor.copy(copy) as loader:
-                        loader.write(encode_for_postgres_csv(frame))
+                        # Encode in slices: the CSV of a 500k-row profile partition is
+                        # ~260 MB, and holding it whole (text + bytes) doubled peak memory.
+                        for offset in range(0, frame.height, COPY_SLICE_ROWS):
+                            loader.write(encode_for_postgres_csv(
+                                frame.slice(offset, COPY_SLICE_ROWS)))
             connection.commit()
         return frame.height
 
