@@ -52,3 +52,25 @@ def test_hourly_schedule_targets_todays_partition_with_an_hourly_run_key() -> No
     assert requests[0].partition_key == "2026-03-04"
     assert requests[0].run_key == "hourly-2026-03-04T15"
     assert requests[0].tags["marketing/as_of_now"] == tick.isoformat()
+
+
+def test_thresholds_come_from_defaults_then_environment_then_run_config(monkeypatch) -> None:
+    from assets.profiles import PatternThresholdsConfig, resolve_thresholds
+    from transforms.thresholds import PatternThresholds
+
+    monkeypatch.setenv("MARKETING_PATTERN_INACTIVE_DAYS", "45")
+    monkeypatch.setenv("MARKETING_PATTERN_WEEKEND_SHARE", "0.6")
+    resolved = resolve_thresholds(PatternThresholdsConfig(weekend_share=0.9))
+    assert resolved.inactive_days == 45  # environment
+    assert resolved.weekend_share == 0.9  # run config wins over the environment
+    assert resolved.seasonal_ratio == PatternThresholds().seasonal_ratio  # default
+
+
+def test_every_threshold_is_a_launchpad_setting_of_the_profile_asset() -> None:
+    from transforms.thresholds import PatternThresholds
+
+    definitions = build_definitions(PipelineSettings(first_partition_date=dt.date(2026, 1, 1)))
+    job = definitions.resolve_job_def("refresh_all")
+    op_config = job.run_config_schema.config_type.fields["ops"].config_type.fields[
+        "behavioral_profiles"].config_type.fields["config"].config_type.fields
+    assert set(op_config) == set(PatternThresholds.model_fields)
