@@ -115,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     campaign.add_argument("--reason", help="why (kept in campaign_status_overrides)")
     campaign.add_argument("--by", help="who (default: the current OS user)")
     campaign.set_defaults(handler=_cmd_campaign)
+
+    from api.cli import add_api_commands
+
+    add_api_commands(commands)  # api (serve), api-role, api-token
     return parser
 
 

@@ -15,8 +15,9 @@ SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 MIGRATIONS_DIR = SQL_DIR / "migrations"
 QUERIES_DIR = SQL_DIR / "queries"
 
-# `:name` but not the `::` cast operator, and not inside a quoted string literal.
-_PLACEHOLDER = re.compile(r"'(?:[^']|'')*'|(?<![:\w]):([A-Za-z_]\w*)")
+# `:name` but not the `::` cast operator, not inside a quoted string literal, and not in a
+# `--` comment (an apostrophe there must not open a "string" that hides later placeholders).
+_PLACEHOLDER = re.compile(r"--[^\n]*|'(?:[^']|'')*'|(?<![:\w]):([A-Za-z_]\w*)")
 
 
 @cache
@@ -33,7 +34,7 @@ def to_dialect(sql: str, dialect: str) -> str:
 
     def replace(match: re.Match[str]) -> str:
         name = match.group(1)
-        if name is None:  # a string literal: keep it verbatim
+        if name is None:  # a string literal or a comment: keep it verbatim
             return match.group(0)
         return f"${name}" if dialect == "duckdb" else f"%({name})s"
 
