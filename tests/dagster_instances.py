@@ -13,23 +13,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import dagster as dg
 import psycopg
 
+from tests.databases import throwaway_database, with_database  # noqa: F401 - re-exported
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PRODUCTION_DAGSTER_YAML = REPO_ROOT / "dagster.yaml"
 PG_URL_VARIABLE = "DAGSTER_PG_URL"
-
-
-def with_database(server_url: str, database: str) -> str:
-    """The same server URL, pointing at another database."""
-    return urlunsplit(urlsplit(server_url)._replace(path=f"/{database}"))
 
 
 def dagster_pg_url(libpq_url: str) -> str:
@@ -43,23 +38,6 @@ def dagster_pg_url(libpq_url: str) -> str:
     if scheme not in {"postgresql", "postgres", "postgresql+psycopg2"}:
         raise ValueError(f"not a PostgreSQL URL: {scheme}://...")
     return f"postgresql+psycopg2://{rest}"
-
-
-@contextmanager
-def throwaway_database(server_url: str, prefix: str = "dagster_test") -> Iterator[str]:
-    """Create a uniquely named database on the server, yield its URL, drop it at the end.
-
-    `WITH (FORCE)` because pooled connections of an instance (or of a killed `dagster dev`)
-    may still be open when the test ends; the database must go regardless.
-    """
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield with_database(server_url, name)
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def write_dagster_home(home: Path) -> Path:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import duckdb
 import polars as pl
@@ -13,6 +11,7 @@ import psycopg
 import pytest
 
 from resources.warehouse import Warehouse
+from tests.databases import throwaway_database
 from tests.test_campaign_helpers import D, campaign, campaigns, metrics, metrics_row
 from transforms.audience import AUDIENCE_SCHEMA
 from transforms.campaign_metrics import DELIVERY_SCHEMA, INCREMENTALITY_SCHEMA, METRICS_SCHEMA
@@ -46,15 +45,9 @@ COLUMNS_SQL = ("SELECT table_name, column_name FROM information_schema.columns "
 
 @pytest.fixture(scope="module")
 def pg_url(postgres_server_url: str) -> Iterator[str]:
-    """A throwaway PostgreSQL database for this module."""
-    name = f"campaign_sql_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres_server_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunsplit(urlsplit(postgres_server_url)._replace(path=f"/{name}"))
-    finally:
-        with psycopg.connect(postgres_server_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    """A throwaway database for this module (the migration is applied raw, to `public`)."""
+    with throwaway_database(postgres_server_url, "campaign_sql") as url:
+        yield url
 
 
 def _columns(rows: list[tuple[str, str]]) -> dict[str, list[str]]:

@@ -12,13 +12,11 @@ from __future__ import annotations
 import json
 import math
 import random
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import duckdb
 import polars as pl
@@ -26,6 +24,7 @@ import psycopg
 import pytest
 from pydantic import ValidationError
 
+from tests.databases import throwaway_database
 from transforms.columns import STAGED_TRANSACTION_SCHEMA
 from transforms.profiles import (
     PROFILE_SCHEMA,
@@ -905,15 +904,9 @@ def test_migration_runs_on_duckdb_twice_and_takes_profiles() -> None:
 
 @pytest.fixture(scope="module")
 def throwaway_postgres(postgres_server_url: str) -> Iterator[str]:
-    """A database created for this module and dropped at its end."""
-    name = f"profiles_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres_server_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunsplit(urlsplit(postgres_server_url)._replace(path=f"/{name}"))
-    finally:
-        with psycopg.connect(postgres_server_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    """A throwaway database for this module (the migration is applied raw, to `public`)."""
+    with throwaway_database(postgres_server_url, "profiles_test") as url:
+        yield url
 
 
 def test_migration_runs_on_postgres_twice_and_takes_profiles(throwaway_postgres: str) -> None:
