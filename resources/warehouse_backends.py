@@ -25,6 +25,7 @@ from resources.sql_files import to_dialect
 Params = Mapping[str, Any]
 DUCKDB_LOCK_WAIT_S = 120.0
 COPY_SLICE_ROWS = 50_000
+READ_BATCH_ROWS = 50_000
 
 
 class WarehouseBackend(Protocol):
@@ -189,10 +190,14 @@ class PostgresBackend:
                 column.name: _POSTGRES_TYPES.get(column.type_code, pl.Object())
                 for column in cursor.description or []
             }
-            rows = cursor.fetchall()
-        if not names:
-            return pl.DataFrame()
-        return pl.DataFrame(rows, schema=schema, orient="row")
+            if not names:
+                return pl.DataFrame()
+            # Batches: a 500k-row result as Python tuples costs hundreds of MB at once;
+            # converted 50k rows at a time, only one batch of objects is alive.
+            frames = [pl.DataFrame(schema=schema)]
+            while rows := cursor.fetchmany(READ_BATCH_ROWS):
+                frames.append(pl.DataFrame(rows, schema=schema, orient="row"))
+        return pl.concat(frames, rechunk=True)
 
     def replace_rows(self, table: str, frame: pl.DataFrame, where_sql: str, params: Params
                      ) -> int:
