@@ -24,8 +24,9 @@ an hourly tick. It first ingests the history
 (timed, reported, not part of the figure) and runs the previous hour's refresh once to warm
 caches (the LLM copy cache: copy is "already cached" as the issue asks), then times the
 next hour's. Per-step times come from the run's STEP_START / STEP_SUCCESS events in the
-instance; peak memory is the largest resident set among the run's processes (ru_maxrss of
-the run worker and of its children).
+instance; peak memory is the largest resident set among the run's processes (the run
+worker's VmHWM, its children's ru_maxrss), and the worker's RSS is sampled every 0.1 s to
+show which step holds what.
 
 LLM keys are removed from the environment so no call is ever billed: copy falls back to
 templates, which is also what a cached copy costs (no network).
@@ -42,6 +43,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -301,9 +303,28 @@ def _refresh_all_job_multiprocess() -> dg.JobDefinition:
     ).resolve_job_def(ALL_ASSETS_JOB)
 
 
+def _status_kb(field: str) -> int:
+    """A `/proc/self/status` figure in kB (VmRSS: now; VmHWM: peak since exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def _sample_rss(samples: list[tuple[float, int]], stop: threading.Event) -> None:
+    """Resident set size of this process every 0.1 s, stamped with wall-clock time so it
+    can be matched to the run's step events (which carry epoch timestamps)."""
+    while not stop.wait(0.1):
+        samples.append((time.time(), _status_kb("VmRSS")))
+
+
 def hourly_worker(partition: str, now: str, executor: str) -> None:
     """Child process: one run of `refresh_all` for `partition`, then its resource usage."""
     job = _refresh_all_job if executor == "in_process" else _refresh_all_job_multiprocess
+    samples: list[tuple[float, int]] = []
+    stop = threading.Event()
+    sampler = threading.Thread(target=_sample_rss, args=(samples, stop), daemon=True)
+    sampler.start()
     started = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
         result = dg.execute_job(
@@ -311,11 +332,16 @@ def hourly_worker(partition: str, now: str, executor: str) -> None:
             tags={"dagster/partition": partition, AS_OF_NOW_TAG: now},
         )
         elapsed = time.perf_counter() - started
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    stop.set()
+    sampler.join()
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork+exec,
+    # and the parent here holds the 10M generated rows, so ru_maxrss reported the parent's
+    # 2.3-2.6 GB instead of the worker's own peak.
+    own = _status_kb("VmHWM")
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     print(json.dumps({"run_id": result.run_id, "success": result.success,
                       "seconds": elapsed, "maxrss_self_kb": own,
-                      "maxrss_children_kb": children}))
+                      "maxrss_children_kb": children, "rss_samples": samples}))
 
 
 def _run_hourly_child(env: dict[str, str], partition: str, now: dt.datetime,
@@ -335,8 +361,9 @@ def _run_hourly_child(env: dict[str, str], partition: str, now: dt.datetime,
     return report
 
 
-def step_times(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str, float, float]]:
-    """(step, process start-up s, compute s) from the run's events, in start order."""
+def step_times(instance: dg.DagsterInstance, run_id: str
+               ) -> list[tuple[str, float, float, float, float]]:
+    """(step, process start-up s, compute s, start, end) from the run's events, in order."""
     seen: dict[str, dict[str, float]] = {}
     for entry in instance.all_logs(run_id, of_type=STEP_EVENTS):
         event = entry.dagster_event
@@ -350,7 +377,7 @@ def step_times(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str, flo
         if start is None or end is None:
             continue
         launch = stamps.get("STEP_WORKER_STARTING", start)
-        rows.append((step, start - launch, end - start))
+        rows.append((step, start - launch, end - start, start, end))
     return sorted(rows, key=lambda row: seen[row[0]]["STEP_START"])
 
 
@@ -405,10 +432,13 @@ def run_hourly(args: argparse.Namespace) -> None:
     print(f"peak memory: {peak_mb:,.0f} MB (largest process: run worker "
           f"{report['maxrss_self_kb'] / 1024:,.0f} MB, its child processes "
           f"{report['maxrss_children_kb'] / 1024:,.0f} MB)")
-    print("| step | process start-up (s) | compute (s) |")
-    print("|---|---|---|")
-    for step, startup, compute in steps:
-        print(f"| {step} | {startup:.1f} | {compute:.1f} |")
+    print("| step | process start-up (s) | compute (s) | peak RSS during step (MB) |")
+    print("|---|---|---|---|")
+    samples = report.get("rss_samples", [])
+    for step, startup, compute, start, end in steps:
+        during = [rss for stamp, rss in samples if start <= stamp <= end]
+        peak = f"{max(during) / 1024:,.0f}" if during else "-"
+        print(f"| {step} | {startup:.1f} | {compute:.1f} | {peak} |")
 
 
 # --------------------------------------------------------------------------- CLI
