@@ -10,21 +10,15 @@ from __future__ import annotations
 import uuid
 from datetime import date
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-BEHAVIOR_PATTERNS = (
-    "high_spender",
-    "frequent_shopper",
-    "weekend_shopper",
-    "category_focused",
-    "location_clustered",
-    "new_shopper",
-    "inactive",
-    "seasonal_spender",
-)
-CAMPAIGN_TYPES = (
+from transforms.thresholds import PATTERNS
+
+# One list of pattern names for the whole project (transforms/thresholds.py).
+BEHAVIOR_PATTERNS = PATTERNS
+CampaignType = Literal[
     "discount",
     "cashback",
     "loyalty",
@@ -33,7 +27,8 @@ CAMPAIGN_TYPES = (
     "spending_milestone",
     "re_engagement",
     "vip",
-)
+]
+CAMPAIGN_TYPES: tuple[str, ...] = get_args(CampaignType)
 CAMPAIGN_STATUSES = ("scheduled", "active", "paused", "expired", "archived")
 
 # Fixed namespace: changing it would change every campaign, metric and audience id.

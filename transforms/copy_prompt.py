@@ -18,19 +18,12 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
+from transforms.campaign_config import CampaignType
+
 # Bump whenever the wording or structure of the messages changes: it invalidates the cache.
 PROMPT_TEMPLATE_VERSION = "copy-v1"
 
-CampaignType = Literal[
-    "discount",
-    "cashback",
-    "loyalty",
-    "location_based",
-    "category_promotion",
-    "spending_milestone",
-    "re_engagement",
-    "vip",
-]
+# The campaign types are defined once, with the campaign config.
 CAMPAIGN_TYPES: tuple[CampaignType, ...] = (
     "discount",
     "cashback",
