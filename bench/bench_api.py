@@ -45,7 +45,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from importlib.metadata import version
@@ -60,6 +59,7 @@ import psycopg
 from api.auth import mint_token
 from api.role import apply_readonly_role
 from resources.warehouse import Warehouse
+from tests.databases import throwaway_database
 from transforms.campaign_config import BEHAVIOR_PATTERNS, CAMPAIGN_TYPES, stable_id
 from transforms.campaign_metrics import INCREMENTALITY_SCHEMA, METRICS_SCHEMA
 from transforms.campaign_selection import AI_CAMPAIGN_SCHEMA
@@ -263,16 +263,14 @@ def wait_for_quiet(max_load: float, timeout_s: float = 300) -> None:
 
 
 @contextlib.contextmanager
-def throwaway_database(server_url: str) -> Iterator[str]:
-    name = f"marketing_api_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            admin.execute(f'DROP ROLE IF EXISTS "{ROLE}"')
+def throwaway_owner_database(server_url: str) -> Iterator[str]:
+    """A database for the run, and the read-only role dropped with it."""
+    with throwaway_database(server_url, "marketing_api_bench") as url:
+        try:
+            yield url
+        finally:
+            with psycopg.connect(server_url, autocommit=True) as admin:
+                admin.execute(f'DROP ROLE IF EXISTS "{ROLE}"')
 
 
 def _free_port() -> int:
@@ -504,7 +502,7 @@ def main(argv: list[str] | None = None) -> None:
     days = [last_day - dt.timedelta(days=args.days - 1 - i) for i in range(args.days)]
     tables = synthesize(args.campaigns, args.days, last_day)
     rows = {name: frame.height for name, frame in tables.items()}
-    with throwaway_database(args.server_url) as owner_url:
+    with throwaway_owner_database(args.server_url) as owner_url:
         started = time.perf_counter()
         load_warehouse(owner_url, tables, days)
         print(f"loaded {sum(rows.values()):,} rows in {time.perf_counter() - started:.1f} s",

@@ -50,11 +50,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import dagster as dg
 import polars as pl
-import psycopg
 
 from datagen.config import GeneratorConfig
 from datagen.generator import generate_tables
@@ -64,6 +62,7 @@ from pipelines.jobs import ALL_ASSETS_JOB, INGEST_JOB
 from pipelines.partitions import AS_OF_NOW_TAG
 from pipelines.runner import run_job_for_days
 from resources.settings import PipelineSettings
+from tests.databases import throwaway_database
 
 LLM_KEYS = ("TOGETHER_API_KEY", "TOGETHER_API_KEY_MARKETING")
 STEP_EVENTS = {
@@ -99,19 +98,6 @@ def machine_description() -> str:
 # --------------------------------------------------------------------------- instances
 
 
-@contextmanager
-def throwaway_pg_database(server_url: str) -> Iterator[str]:
-    """A database created for this benchmark and dropped afterwards (libpq URL)."""
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def write_dagster_home(home: Path, database_url: str | None) -> dict[str, str]:
     """A DAGSTER_HOME: the repository's production dagster.yaml on PostgreSQL when a
     database is given (the environment it needs is returned), else local SQLite storage."""
@@ -130,7 +116,7 @@ def write_dagster_home(home: Path, database_url: str | None) -> dict[str, str]:
 def dagster_instance(root: Path, pg_server: str | None) -> Iterator[tuple[dict[str, str],
                                                                           dg.DagsterInstance]]:
     """A persistent instance (PostgreSQL if a server is given) and its environment."""
-    with (throwaway_pg_database(pg_server) if pg_server else _no_database()) as database:
+    with (throwaway_database(pg_server, "bench") if pg_server else _no_database()) as database:
         env = write_dagster_home(root / "dagster_home", database)
         previous = {key: os.environ.get(key) for key in env}
         os.environ.update(env)
@@ -392,7 +378,7 @@ def run_hourly(args: argparse.Namespace) -> None:
         tick += dt.timedelta(hours=1)
     warm_tick = tick - dt.timedelta(hours=1)
     with tempfile.TemporaryDirectory(prefix="bench_hourly_") as tmp, \
-            throwaway_pg_database(args.warehouse_url) as warehouse:
+            throwaway_database(args.warehouse_url, "bench") as warehouse:
         root = Path(tmp)
         source_url = warehouse if args.source == "postgres" else None
         dataset = prepare_source(root, args.users, args.days, args.transactions,

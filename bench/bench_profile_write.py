@@ -20,13 +20,13 @@ import statistics
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import polars as pl
 import psycopg
 
 from resources.frame_encoding import encode_for_postgres_csv
 from resources.warehouse import Warehouse
+from tests.databases import throwaway_database
 from transforms.profiles import compute_profiles
 from transforms.thresholds import PatternThresholds
 
@@ -61,12 +61,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     profiles, day = _profiles()
-    name = f"bench_write_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(SERVER, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = urlunsplit(urlsplit(SERVER)._replace(path=f"/{name}"))
-    duck = Path(f"/tmp/{name}.duckdb")
-    try:
+    duck = Path(f"/tmp/bench_write_{uuid.uuid4().hex[:8]}.duckdb")
+    with throwaway_database(SERVER, "bench_write") as url:
         results = {}
         for label, target in (("postgres", url), ("duckdb", f"duckdb:///{duck}")):
             warehouse = Warehouse(url=target)
@@ -87,10 +83,7 @@ def main() -> None:
                     copy.write(csv)
 
         results["postgres bare COPY (floor)"] = _timed(bare_copy, args.repeat)
-    finally:
-        with psycopg.connect(SERVER, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        duck.unlink(missing_ok=True)
+    duck.unlink(missing_ok=True)
     rows = profiles.height
     print(f"{rows:,} profile rows, {len(csv) / 1e6:.0f} MB as CSV, median of {args.repeat}")
     floor = results["postgres bare COPY (floor)"]

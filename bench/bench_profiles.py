@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from datagen.config import DEFAULT_CATEGORIES
 from transforms.columns import STAGED_TRANSACTION_SCHEMA
 from transforms.profiles import (
     PURCHASE_HISTORY_SCHEMA,
@@ -97,18 +98,7 @@ def _generated_locally(users: int, transactions: int, seed: int) -> pl.DataFrame
     cents = (rng.lognormal(3.3, 1.0, n) * 100).astype(np.int64) + 1
     kind = rng.random(n)
     cents = np.where(kind < 0.02, -cents, np.where(kind < 0.0205, 0, cents))
-    categories = np.array(
-        [
-            "groceries",
-            "dining",
-            "fashion",
-            "health_beauty",
-            "home_garden",
-            "entertainment",
-            "electronics",
-            "travel",
-        ]
-    )
+    categories = np.array(DEFAULT_CATEGORIES)
     favourite = rng.integers(0, len(categories), users)
     category = np.where(rng.random(n) < 0.5, favourite[owner], rng.integers(0, 8, n))
     home = rng.integers(0, 40, users)

@@ -18,22 +18,11 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
-from transforms.campaign_config import CampaignType
+from transforms.campaign_config import CAMPAIGN_TYPES, CampaignType  # noqa: F401 - re-exported
 
 # Bump whenever the wording or structure of the messages changes: it invalidates the cache.
 PROMPT_TEMPLATE_VERSION = "copy-v1"
 
-# The campaign types are defined once, with the campaign config.
-CAMPAIGN_TYPES: tuple[CampaignType, ...] = (
-    "discount",
-    "cashback",
-    "loyalty",
-    "location_based",
-    "category_promotion",
-    "spending_milestone",
-    "re_engagement",
-    "vip",
-)
 
 OfferKind = Literal[
     "percent_off",
