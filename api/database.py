@@ -7,8 +7,9 @@ a coroutine function given a `Snapshot` and all its statements share one snapsho
 
 - PostgreSQL: an asyncio connection pool of read-only sessions. A single statement runs
   alone (one round trip); `read` wraps its statements in one `REPEATABLE READ READ ONLY`
-  transaction. Either way a partition being replaced (delete + COPY in one transaction) is
-  seen whole before or whole after, never half. Async because the API is I/O-bound: one
+  transaction that first locks the tables whose days are swapped in as partitions
+  (resources/partition_swap.py). Either way a partition being replaced is seen whole
+  before or whole after, never half. Async because the API is I/O-bound: one
   event loop per worker serves hundreds of requests a second without a thread hop (and
   GIL hand-off) per request; most endpoints are one statement for the same reason.
 - DuckDB: a read-only connection opened for the request and closed right after, because
@@ -37,6 +38,7 @@ from psycopg import sql as pgsql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from resources.partition_swap import SWAPPED_TABLES
 from resources.sql_files import load_query, to_dialect
 
 T = TypeVar("T")
@@ -98,6 +100,10 @@ class _PostgresSnapshot:
         cursor = await self._connection.execute(query_text(query, "postgres"),
                                                 dict(params or {}))
         return await cursor.fetchall()  # type: ignore[return-value]  # dict_row factory
+
+
+_LOCK_SWAPPED_TABLES = pgsql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(
+    pgsql.SQL(", ").join(pgsql.Identifier(table) for table in SWAPPED_TABLES))
 
 
 class PostgresReader:
@@ -165,6 +171,9 @@ class PostgresReader:
                     if not transaction:
                         return await work(_PostgresSnapshot(connection))
                     async with connection.transaction():
+                        # Before the snapshot is taken (first SELECT): a day swapped in
+                        # later would be invisible to it, so wait for any swap instead.
+                        await connection.execute(_LOCK_SWAPPED_TABLES)
                         return await work(_PostgresSnapshot(connection))
             except PoolTimeout as error:
                 raise DatabaseUnavailable("no database connection within the timeout") from error

@@ -38,7 +38,8 @@ warnings.filterwarnings("ignore", message=".*is currently in beta.*")
 def build_resources(settings: PipelineSettings) -> dict[str, dg.ConfigurableResource]:
     """Resources from settings; secrets stay in the environment, never in metadata."""
     return {
-        "warehouse": Warehouse(url=settings.warehouse_url, schema_name=settings.warehouse_schema),
+        "warehouse": Warehouse(url=settings.warehouse_url, schema_name=settings.warehouse_schema,
+                               load_sessions=settings.warehouse_load_sessions),
         "source": TransactionSource(url=settings.source_url, schema_name=settings.source_schema),
         "staging": StagingStore(base_dir=settings.staging_dir),
         # No api_key here: the resource reads TOGETHER_API_KEY at run time, so the key never

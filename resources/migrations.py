@@ -3,6 +3,10 @@
 Each file runs once, in version order, inside a transaction, and is recorded in
 `schema_migrations` with its checksum. A recorded file whose text later changed is an
 error, not a silent skip: editing an applied migration would leave databases that differ.
+
+Most files serve both engines. Where they must differ (PostgreSQL partitioning has no
+DuckDB equivalent), a version has one file per engine, `NNNN_name.postgres.sql` and
+`NNNN_name.duckdb.sql`, so both engines still count the same versions.
 """
 
 from __future__ import annotations
@@ -41,29 +45,43 @@ class Migration:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
 
-def discover_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
-    """Migration files sorted by their numeric prefix (`0001_core.sql` -> version `0001`)."""
+DIALECTS = ("duckdb", "postgres")
+
+
+def discover_migrations(dialect: str, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """The engine's migration files sorted by their numeric prefix (`0001_core.sql` ->
+    version `0001`): shared files plus the ones suffixed with this dialect."""
+    if dialect not in DIALECTS:
+        raise ValueError(f"unknown dialect {dialect!r}; expected one of {DIALECTS}")
     migrations = []
     for path in sorted(directory.glob("*.sql")):
-        version, _, name = path.stem.partition("_")
+        version, _, rest = path.stem.partition("_")
         if not version.isdigit():
             raise ValueError(f"migration file {path.name} must start with a number, e.g. 0001_")
-        migrations.append(Migration(version=version, name=name, path=path))
+        name, _, only_for = rest.partition(".")
+        if only_for and only_for not in DIALECTS:
+            raise ValueError(f"migration file {path.name}: unknown dialect suffix {only_for!r}")
+        if only_for in ("", dialect):
+            migrations.append(Migration(version=version, name=name, path=path))
     versions = [migration.version for migration in migrations]
     if len(set(versions)) != len(versions):
         raise ValueError(f"two migration files share a version number: {versions}")
     return migrations
 
 
-def apply_migrations(backend: WarehouseBackend, schema: str) -> list[str]:
-    """Apply pending migrations; return the versions applied by this call."""
+def apply_migrations(backend: WarehouseBackend, schema: str, *, up_to: str | None = None
+                     ) -> list[str]:
+    """Apply pending migrations (those up to version `up_to` if given, which tests use to
+    build a database as an older release left it); return the versions applied now."""
     backend.execute_script(f'CREATE SCHEMA IF NOT EXISTS "{schema}";' + BOOKKEEPING)
     applied = {
         row["version"]: row["checksum"]
         for row in backend.read("SELECT version, checksum FROM schema_migrations").to_dicts()
     }
     newly_applied = []
-    for migration in discover_migrations():
+    for migration in discover_migrations(backend.dialect):
+        if up_to is not None and migration.version > up_to:
+            break
         recorded = applied.get(migration.version)
         if recorded is not None:
             if recorded != migration.checksum:

@@ -28,6 +28,8 @@ class PipelineSettings(BaseModel):
     - `MARKETING_WAREHOUSE_URL`: where results are written (`postgresql://...` or
       `duckdb:///file`).
     - `MARKETING_WAREHOUSE_SCHEMA`: the single results schema (default `marketing`).
+    - `MARKETING_WAREHOUSE_LOAD_SESSIONS`: PostgreSQL connections that load one day of a
+      partitioned table in parallel (default 2, one per core of these machines).
     - `MARKETING_STAGING_DIR`: where validated transactions are staged as daily Parquet
       (a local path or an object-store URI Polars can write).
     - `MARKETING_FIRST_PARTITION_DATE`: the first daily partition (YYYY-MM-DD).
@@ -41,6 +43,7 @@ class PipelineSettings(BaseModel):
     source_schema: str | None = None
     warehouse_url: str = f"duckdb:///{DEMO_DIR}/warehouse.duckdb"
     warehouse_schema: str = "marketing"
+    warehouse_load_sessions: int = Field(default=2, ge=1, le=16)
     staging_dir: str = str(DEMO_DIR / "staged")
     first_partition_date: dt.date = dt.date(2026, 1, 1)
     future_tolerance_minutes: int = Field(default=5, ge=0)
@@ -54,6 +57,7 @@ class PipelineSettings(BaseModel):
             "source_schema": "MARKETING_SOURCE_SCHEMA",
             "warehouse_url": "MARKETING_WAREHOUSE_URL",
             "warehouse_schema": "MARKETING_WAREHOUSE_SCHEMA",
+            "warehouse_load_sessions": "MARKETING_WAREHOUSE_LOAD_SESSIONS",
             "staging_dir": "MARKETING_STAGING_DIR",
             "first_partition_date": "MARKETING_FIRST_PARTITION_DATE",
             "future_tolerance_minutes": "MARKETING_FUTURE_TOLERANCE_MINUTES",

@@ -14,7 +14,7 @@ from typing import Any
 
 import dagster as dg
 import polars as pl
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from resources.connection_url import parse_backend_url, redact_url
 from resources.migrations import apply_migrations, current_version
@@ -29,6 +29,10 @@ class Warehouse(dg.ConfigurableResource):
 
     url: str = DEFAULT_WAREHOUSE_URL
     schema_name: str = "marketing"
+    load_sessions: int = Field(
+        default=2, ge=1, le=16,
+        description="PostgreSQL connections that load one partition in parallel "
+                    "(partitioned tables only; one per core is the sweet spot)")
 
     _migrated: bool = PrivateAttr(default=False)
     _columns: dict[str, list[str]] = PrivateAttr(default_factory=dict)
@@ -41,6 +45,7 @@ class Warehouse(dg.ConfigurableResource):
             duckdb_path=parsed.duckdb_path,
             conninfo=parsed.postgres_conninfo,
             schema=self.schema_name,
+            load_sessions=self.load_sessions,
         )
 
     @property
@@ -75,7 +80,12 @@ class Warehouse(dg.ConfigurableResource):
         partition_column: str = "as_of_date",
     ) -> int:
         """Replace exactly one partition's rows of `table` by `frame`, atomically."""
-        return self.replace_rows(table, frame, {partition_column: partition_value})
+        self.ensure_schema()
+        frame = self._conform(table, frame)
+        if partition_column in frame.columns:
+            _refuse_rows_outside(table, frame, pl.col(partition_column) != pl.lit(partition_value))
+        return self.backend.replace_partition(
+            table, frame, _identifier(partition_column), partition_value)
 
     def replace_partition_range(
         self,

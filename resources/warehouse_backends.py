@@ -1,8 +1,10 @@
 """The two warehouse engines behind one small interface.
 
-Both replace a partition in a single transaction (delete the partition's rows, bulk load
-the new ones), so a reader sees either the old partition or the new one, never a mix.
-PostgreSQL loads with `COPY` from CSV produced by Polars; DuckDB inserts from Arrow.
+Both replace a partition atomically, so a reader sees either the old partition or the new
+one, never a mix. DuckDB deletes and inserts from Arrow in one transaction. PostgreSQL
+loads with binary `COPY` (resources/postgres_copy.py): a table LIST-partitioned by the key
+gets a new partition loaded in parallel and swapped in (resources/partition_swap.py), any
+other table a DELETE and a COPY in one transaction.
 """
 
 from __future__ import annotations
@@ -19,12 +21,18 @@ import psycopg
 import psycopg.types.string
 from psycopg import sql as pgsql
 
-from resources.frame_encoding import NULL_MARKER, encode_for_postgres_csv
+from resources.partition_swap import list_partition_key, swap_partition
+from resources.postgres_copy import (
+    ColumnType,
+    batches_of,
+    cast_to_columns,
+    column_types,
+    copy_into,
+)
 from resources.sql_files import to_dialect
 
 Params = Mapping[str, Any]
 DUCKDB_LOCK_WAIT_S = 120.0
-COPY_SLICE_ROWS = 50_000
 READ_BATCH_ROWS = 50_000
 
 
@@ -42,6 +50,9 @@ class WarehouseBackend(Protocol):
     def replace_rows(
         self, table: str, frame: pl.DataFrame, where_sql: str, params: Params
     ) -> int: ...
+
+    def replace_partition(self, table: str, frame: pl.DataFrame, column: str, value: Any
+                          ) -> int: ...
 
     def table_columns(self, table: str) -> list[str]: ...
 
@@ -105,6 +116,10 @@ class DuckDBBackend:
                 raise
         return frame.height
 
+    def replace_partition(self, table: str, frame: pl.DataFrame, column: str, value: Any
+                          ) -> int:
+        return self.replace_rows(table, frame, f"{column} = :value", {"value": value})
+
     def table_columns(self, table: str) -> list[str]:
         frame = self.read(
             "SELECT column_name FROM information_schema.columns "
@@ -154,13 +169,18 @@ _POSTGRES_TYPES: dict[int, pl.DataType] = {
 
 
 class PostgresBackend:
-    """PostgreSQL warehouse: one schema, `COPY` for bulk loads, MVCC for consistent reads."""
+    """PostgreSQL warehouse: one schema, binary `COPY` for bulk loads, MVCC for consistent
+    reads. `load_sessions` connections load a partitioned table's day in parallel."""
 
     dialect = "postgres"
 
-    def __init__(self, conninfo: str, schema: str) -> None:
+    def __init__(self, conninfo: str, schema: str, load_sessions: int = 2) -> None:
         self.conninfo = conninfo
         self.schema = schema
+        self.load_sessions = load_sessions
+        # Both looked up once per backend: a run does not migrate mid-write.
+        self._column_types: dict[str, dict[str, ColumnType]] = {}
+        self._partition_keys: dict[str, str | None] = {}
 
     @contextmanager
     def connect(self) -> Iterator[psycopg.Connection]:
@@ -202,23 +222,31 @@ class PostgresBackend:
     def replace_rows(self, table: str, frame: pl.DataFrame, where_sql: str, params: Params
                      ) -> int:
         delete = to_dialect(f"DELETE FROM {table} WHERE {where_sql}", self.dialect)
-        copy = pgsql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, NULL {})").format(
-            pgsql.Identifier(table),
-            pgsql.SQL(", ").join(pgsql.Identifier(column) for column in frame.columns),
-            pgsql.Literal(NULL_MARKER),
-        )
         with self.connect() as connection:
+            frame = cast_to_columns(frame, self._types_of(connection, table))
             with connection.cursor() as cursor:
                 cursor.execute(delete, dict(params))  # type: ignore[arg-type]
                 if frame.height:
-                    with cursor.copy(copy) as loader:
-                        # Encode in slices: the CSV of a 500k-row profile partition is
-                        # ~260 MB, and holding it whole (text + bytes) doubled peak memory.
-                        for offset in range(0, frame.height, COPY_SLICE_ROWS):
-                            loader.write(encode_for_postgres_csv(
-                                frame.slice(offset, COPY_SLICE_ROWS)))
+                    copy_into(cursor, pgsql.Identifier(table), frame.columns,
+                              batches_of(frame))
             connection.commit()
         return frame.height
+
+    def replace_partition(self, table: str, frame: pl.DataFrame, column: str, value: Any
+                          ) -> int:
+        with self.connect() as connection:
+            types = self._types_of(connection, table)
+            if table not in self._partition_keys:
+                self._partition_keys[table] = list_partition_key(connection, self.schema, table)
+        if self._partition_keys[table] != column:
+            return self.replace_rows(table, frame, f"{column} = :value", {"value": value})
+        return swap_partition(self.conninfo, self.schema, table, column, value,
+                              cast_to_columns(frame, types), sessions=self.load_sessions)
+
+    def _types_of(self, connection: psycopg.Connection, table: str) -> dict[str, ColumnType]:
+        if table not in self._column_types:
+            self._column_types[table] = column_types(connection, self.schema, table)
+        return self._column_types[table]
 
     def table_columns(self, table: str) -> list[str]:
         frame = self.read(
@@ -235,13 +263,13 @@ def _text_json(connection: psycopg.Connection) -> None:
         connection.adapters.register_loader(type_name, psycopg.types.string.TextLoader)
 
 
-def backend_for(dialect: str, *, duckdb_path: Path | None, conninfo: str | None, schema: str
-                ) -> WarehouseBackend:
+def backend_for(dialect: str, *, duckdb_path: Path | None, conninfo: str | None, schema: str,
+                load_sessions: int = 2) -> WarehouseBackend:
     """Build the engine an URL asked for."""
     if dialect == "duckdb" and duckdb_path is not None:
         return DuckDBBackend(duckdb_path, schema)
     if dialect == "postgres" and conninfo is not None:
-        return PostgresBackend(conninfo, schema)
+        return PostgresBackend(conninfo, schema, load_sessions)
     raise ValueError(f"cannot build a {dialect} backend without its connection details")
 
 

@@ -31,7 +31,7 @@ def _table(warehouse: Warehouse, table: str) -> pl.DataFrame:
 
 def test_migrations_are_idempotent_and_versioned(warehouse: Warehouse) -> None:
     assert warehouse.migrate() == []
-    latest = discover_migrations()[-1].version
+    latest = discover_migrations(warehouse.dialect)[-1].version
     assert warehouse.schema_version() == latest
 
 
