@@ -381,3 +381,30 @@ def test_leaves_cover_every_row_once_and_never_split_a_user(values: list[int], s
         assert all((leaf.low is None or v >= leaf.low) and (leaf.high is None or v < leaf.high)
                    for v in rows)
         assert rows or len(values) == 0  # no empty leaf unless there are no rows at all
+
+
+def test_two_writers_of_the_same_day_take_turns(pg: Warehouse) -> None:
+    """An hourly run and a backfill can write the same day at once: both succeed, the day
+    ends as one writer's whole version, and nothing is left behind."""
+    versions = {version: _profiles(DAY, 4_000 + version, version) for version in (1, 2, 3)}
+    errors: list[BaseException] = []
+
+    def write(version: int) -> None:
+        try:
+            Warehouse(url=pg.url, schema_name=pg.schema_name).replace_partition(
+                "behavioral_profiles", versions[version], partition_value=DAY)
+        except BaseException as error:
+            errors.append(error)
+
+    writers = [threading.Thread(target=write, args=(version,)) for version in versions]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    assert not errors, errors
+    stored = _day(pg, DAY)
+    (version,) = set(stored["transaction_count"].to_list())
+    assert stored.height == 4_000 + version
+    assert _partitions(pg) == sorted([partition_name("behavioral_profiles", DAY),
+                                      "behavioral_profiles_default"])
+    assert _load_tables(pg) == []
