@@ -59,7 +59,7 @@ class ColumnType:
     def polars_type(self) -> pl.DataType:
         """The exact Polars type whose Arrow form pgpq encodes as this column's type."""
         if self.data_type == "numeric":
-            # Unconstrained NUMERIC has no scale; keep what the frame carries then.
+            # Unconstrained NUMERIC has no scale: 9 decimals keep any money or ratio exact.
             return pl.Decimal(38, self.numeric_scale if self.numeric_scale is not None else 9)
         if self.data_type == "ARRAY" and self.udt_name in _ARRAY_ELEMENTS:
             return pl.List(_SCALAR_TYPES[_ARRAY_ELEMENTS[self.udt_name]])
@@ -104,21 +104,12 @@ def cast_to_columns(frame: pl.DataFrame, types: Mapping[str, ColumnType]) -> pl.
                           else column.dt.convert_time_zone("UTC"))
             elif dtype.time_zone is not None:
                 column = column.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
-        expressions.append(_strict_cast(column, name, dtype, target))
+        expressions.append(column.cast(target, strict=True).alias(name))
     try:
         return frame.select(expressions)
     except pl.exceptions.PolarsError as error:
         raise ValueError(f"cannot load the frame into the table's column types: {error}"
                          ) from error
-
-
-def _strict_cast(column: pl.Expr, name: str, source: pl.DataType, target: pl.DataType
-                 ) -> pl.Expr:
-    if isinstance(source, pl.Decimal) and isinstance(target, pl.Decimal):
-        # Keep the frame's scale when the column has none (unconstrained NUMERIC).
-        return column.alias(name) if source.scale == target.scale else \
-            column.cast(target, strict=True).alias(name)
-    return column.cast(target, strict=True).alias(name)
 
 
 def encode(batches: Iterable[pl.DataFrame]) -> Iterator[bytes]:
