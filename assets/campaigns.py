@@ -1,10 +1,15 @@
-"""Campaign assets: metrics from events, the day's plan and audience, recommendations.
+"""Campaign assets: the daily campaign cycle (plan, audience, status, measurement) and the
+recommendations over it.
 
 Wiring only; the logic is in `transforms/` (campaign_selection, audience, lifecycle,
-campaign_metrics, recommendations). Dependencies follow DESIGN.md: `ai_campaigns` for day D
-learns from `campaign_metrics` up to D-1 (a time-lagged edge, not a cycle), and
-`campaign_metrics` reads the audience and plan tables as data, not as asset inputs, so
-the asset graph stays acyclic.
+campaign_metrics, recommendations). Planning day D learns from the metrics of every day
+before D, and measuring day D needs the audiences planned up to D: a loop across days.
+Dagster cannot order a loop between two assets, so one step, `campaign_cycle`, owns the
+loop: for each day in order it plans, targets, resolves statuses and then measures, and it
+declares the loop as what it is, a self-dependency of `ai_campaigns` on the day before
+(whose step also wrote that day's metrics and audience). Every backfill route therefore
+runs the days in order, and no step reads a campaign table that Dagster does not know it
+depends on.
 """
 
 import datetime as dt
@@ -14,6 +19,7 @@ import polars as pl
 from dagster import AssetExecutionContext
 
 from assets.ingest import campaign_events_source, users_source
+from assets.partition_results import PartitionReporter
 from assets.reporting import markdown_table
 from pipelines.partitions import as_of_end, partition_days, run_now
 from resources.sources import TransactionSource
@@ -32,6 +38,13 @@ from transforms.lifecycle import resolve_status
 from transforms.recommendations import cumulative_metrics, recommend
 
 CAMPAIGN_GROUP = "campaigns"
+PREVIOUS_DAY = dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
+
+campaign_status_overrides_source = dg.AssetSpec(
+    "campaign_status_overrides", group_name="sources",
+    description="Operator pause/resume overrides (`marketing campaign pause|resume`), read "
+                "point-in-time: a day sees the overrides set before its as_of_end.",
+)
 NETWORK_RETRY = dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL,
                                jitter=dg.Jitter.PLUS_MINUS)
 
@@ -51,174 +64,99 @@ class CampaignRunConfig(dg.Config):
         return CampaignConfig.model_validate({**CampaignConfig().model_dump(), **overrides})
 
 
-def _day_end(context: AssetExecutionContext, day: dt.date) -> dt.datetime:
-    return as_of_end(day, run_now(context))
+def _cycle_specs() -> list[dg.AssetSpec]:
+    return [
+        dg.AssetSpec(
+            "ai_campaigns",
+            deps=["user_segments", "behavioral_profiles", campaign_status_overrides_source,
+                  dg.AssetDep("ai_campaigns", partition_mapping=PREVIOUS_DAY)],
+            group_name=CAMPAIGN_GROUP,
+            description="The day's campaigns: best candidate type per segment by expected "
+                        "ROI (beta-binomial on the metrics of earlier days), budget split. "
+                        "`status` is the campaign's current status (campaign_status of the "
+                        "latest day); the day before carries all earlier plans and metrics.",
+        ),
+        dg.AssetSpec(
+            "campaign_audience", deps=["ai_campaigns", "behavioral_profiles", users_source],
+            group_name=CAMPAIGN_GROUP,
+            description="Who receives which campaign: opted-in, frequency-capped, one new "
+                        "campaign per user per day, with a deterministic holdout.",
+        ),
+        dg.AssetSpec(
+            "campaign_status", deps=["ai_campaigns"], group_name=CAMPAIGN_GROUP,
+            description="Status of every campaign planned so far, as of the day, with reason.",
+        ),
+        dg.AssetSpec(
+            "campaign_metrics", deps=["campaign_audience", campaign_events_source],
+            group_name=CAMPAIGN_GROUP,
+            description="Per campaign and day: impressions, opens, clicks, conversions, "
+                        "revenue, cost, ctr, conversion rate, ROI.",
+        ),
+        dg.AssetSpec(
+            "campaign_delivery", deps=["campaign_audience", campaign_events_source],
+            group_name=CAMPAIGN_GROUP, description="One row per message delivered that day.",
+        ),
+        dg.AssetSpec(
+            "campaign_incrementality", deps=["campaign_audience", campaign_events_source],
+            group_name=CAMPAIGN_GROUP,
+            description="Treated vs holdout conversion rate, uplift (cumulative).",
+        ),
+    ]
+
+
+def _cycle_checks(partitions: dg.PartitionsDefinition) -> list[dg.AssetCheckSpec]:
+    def spec(name: str, asset: str, description: str, blocking: bool = True
+             ) -> dg.AssetCheckSpec:
+        return dg.AssetCheckSpec(name, asset=asset, blocking=blocking,
+                                 partitions_def=partitions, description=description)
+
+    return [
+        spec("budget_within_total", "ai_campaigns", "The day's budgets sum to at most the total."),
+        spec("one_campaign_per_user_per_day", "campaign_audience",
+             "No user gets two new campaigns on one day."),
+        spec("only_opted_in_users", "campaign_audience",
+             "Every targeted user has marketing_opt_in = true."),
+        spec("ratios_in_range", "campaign_metrics",
+             "Each campaign's ctr and conversion rate to date within [0, 1].", blocking=False),
+    ]
+
+
+def _ratio_violations(metrics_to_date: pl.DataFrame) -> pl.DataFrame:
+    # Cumulative, not daily: a click on D-1 converting on D makes one day's ratio exceed 1
+    # legitimately; over a campaign's life it never may.
+    return metrics_to_date.filter(
+        (pl.col("ctr") > 1) | (pl.col("ctr") < 0)
+        | (pl.col("conversion_rate") > 1) | (pl.col("conversion_rate") < 0)
+    )
 
 
 def build_campaign_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
     """The campaign part of the graph for the given daily partitions."""
 
     @dg.multi_asset(
-        specs=[
-            dg.AssetSpec("campaign_metrics", deps=[campaign_events_source],
-                         group_name=CAMPAIGN_GROUP,
-                         description="Per campaign and day: impressions, opens, clicks, "
-                                     "conversions, revenue, cost, ctr, conversion rate, ROI."),
-            dg.AssetSpec("campaign_delivery", deps=[campaign_events_source],
-                         group_name=CAMPAIGN_GROUP,
-                         description="One row per message delivered that day."),
-            dg.AssetSpec("campaign_incrementality", deps=[campaign_events_source],
-                         group_name=CAMPAIGN_GROUP,
-                         description="Treated vs holdout conversion rate, uplift (cumulative)."),
-        ],
-        check_specs=[dg.AssetCheckSpec("ratios_in_range", asset="campaign_metrics",
-                                       description="Each campaign's ctr and conversion rate "
-                                                   "to date within [0, 1].")],
+        name="campaign_cycle",
+        specs=_cycle_specs(),
+        check_specs=_cycle_checks(partitions),
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
         retry_policy=NETWORK_RETRY,
     )
-    def campaign_metrics(context: AssetExecutionContext, source: TransactionSource,
-                         warehouse: Warehouse):
-        totals = {"campaigns": 0, "impressions": 0, "clicks": 0, "conversions": 0,
-                  "dropped_events": 0}
-        latest = pl.DataFrame()
-        ratios_ok = True
-        for day in partition_days(context):
-            end = _day_end(context, day)
-            events, dropped = normalize_events(source.read_campaign_events(until=end))
-            audience = warehouse.read_named("campaign_audience_through", {"day": day})
-            campaigns = warehouse.read_named("campaigns_planned_through", {"day": day})
-            metrics = compute_campaign_metrics(events, audience, campaigns, as_of_date=day,
-                                               recorded_at=end)
-            deliveries = build_deliveries(events, audience, as_of_date=day)
-            lift = compute_incrementality(events, audience, campaigns, as_of_date=day,
-                                          recorded_at=end)
-            warehouse.replace_partition("campaign_metrics", metrics, partition_value=day,
-                                        partition_column="metric_date")
-            warehouse.replace_partition("campaign_delivery", deliveries, partition_value=day)
-            warehouse.replace_partition("campaign_incrementality", lift, partition_value=day)
-            # Cumulative, not daily: a click on D-1 converting on D makes one day's ratio
-            # exceed 1 legitimately; over a campaign's life it never may.
-            to_date = cumulative_metrics(
-                warehouse.read_named("campaign_metrics_through", {"day": day}), as_of_date=day)
-            ratios_ok &= bool(to_date.filter(
-                (pl.col("ctr") > 1) | (pl.col("ctr") < 0)
-                | (pl.col("conversion_rate") > 1) | (pl.col("conversion_rate") < 0)
-            ).is_empty())
-            totals["campaigns"] += metrics.height
-            totals["dropped_events"] += dropped
-            for column in ("impressions", "clicks", "conversions"):
-                totals[column] += int(metrics[column].sum() or 0)
-            latest = metrics
-        yield dg.MaterializeResult(asset_key="campaign_metrics", metadata={
-            **totals,
-            "latest_day": markdown_table(latest.select(
-                "campaign_id", "impressions", "clicks", "conversions", "revenue", "cost",
-                "ctr", "conversion_rate", "roi").sort("impressions", descending=True).head(20)),
-        })
-        yield dg.MaterializeResult(asset_key="campaign_delivery")
-        yield dg.MaterializeResult(asset_key="campaign_incrementality")
-        yield dg.AssetCheckResult(asset_key="campaign_metrics", check_name="ratios_in_range",
-                                  passed=ratios_ok)
-
-    @dg.multi_asset(
-        specs=[
-            dg.AssetSpec(
-                "ai_campaigns",
-                deps=[
-                    "user_segments", "behavioral_profiles",
-                    dg.AssetDep("campaign_metrics", partition_mapping=dg.TimeWindowPartitionMapping(
-                        start_offset=-1, end_offset=-1,
-                        allow_nonexistent_upstream_partitions=True)),
-                ],
-                group_name=CAMPAIGN_GROUP,
-                description="The day's campaigns: best candidate type per segment by expected "
-                            "ROI (beta-binomial on history), budget split, lifecycle status.",
-            ),
-            dg.AssetSpec(
-                "campaign_audience", deps=["ai_campaigns", "behavioral_profiles", users_source],
-                group_name=CAMPAIGN_GROUP,
-                description="Who receives which campaign: opted-in, frequency-capped, one new "
-                            "campaign per user per day, with a deterministic holdout.",
-            ),
-        ],
-        check_specs=[
-            dg.AssetCheckSpec("budget_within_total", asset="ai_campaigns", blocking=True,
-                              description="The day's budgets sum to at most the total."),
-            dg.AssetCheckSpec("one_campaign_per_user_per_day", asset="campaign_audience",
-                              blocking=True,
-                              description="No user gets two new campaigns on one day."),
-            dg.AssetCheckSpec("only_opted_in_users", asset="campaign_audience", blocking=True,
-                              description="Every targeted user has marketing_opt_in = true."),
-        ],
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        retry_policy=NETWORK_RETRY,
-    )
-    def plan_and_target_campaigns(context: AssetExecutionContext, config: CampaignRunConfig,
-                                  source: TransactionSource, staging: StagingStore,
-                                  warehouse: Warehouse):
+    def campaign_cycle(context: AssetExecutionContext, config: CampaignRunConfig,
+                       source: TransactionSource, staging: StagingStore,
+                       warehouse: Warehouse):
         settings = config.to_campaign_config()
-        budget_ok = single_ok = opt_in_ok = True
-        planned = targeted = held_out = 0
-        roi_table = pl.DataFrame()
+        reporter = PartitionReporter(context)
+        now = run_now(context)
         for day in partition_days(context):
-            end = _day_end(context, day)
-            segments = warehouse.read_named("user_segments_for_day", {"day": day})
-            profiles = staging.read_snapshot("behavioral_profiles", day)
-            metrics = warehouse.read_named("campaign_metrics_through",
-                                           {"day": day - dt.timedelta(days=1)})
-            overrides = warehouse.read_named("campaign_status_overrides")
-            earlier = warehouse.read_named("campaigns_planned_through",
-                                           {"day": day - dt.timedelta(days=1)})
-            if earlier.height:
-                status_now = resolve_status(earlier, overrides, metrics, as_of_date=day,
-                                            as_of_end=end)
-                earlier = earlier.drop("status").join(
-                    status_now.select("campaign_id", "status"), on="campaign_id")
-            plan = plan_campaigns(segments, metrics, earlier, as_of_date=day, config=settings,
-                                  created_at=end, profiles=profiles)
-            roi_table = evaluate_candidates(segments, metrics, earlier, as_of_date=day,
-                                            config=settings, profiles=profiles)
-            users = source.read_users(end)
-            recent = warehouse.read_named("campaign_audience_recent", {
-                "since": day - dt.timedelta(days=settings.frequency_window_days), "day": day})
-            audience = build_audience(plan, profiles, users, recent, as_of_date=day,
-                                      config=settings)
-            treated = audience.filter(~pl.col("is_holdout")).group_by("campaign_id").len()
-            plan = plan.drop("audience_size").join(
-                treated.rename({"len": "audience_size"}), on="campaign_id", how="left"
-            ).with_columns(pl.col("audience_size").fill_null(0).cast(pl.Int64))
-            statuses = resolve_status(pl.concat([earlier.select(plan.columns).cast(plan.schema),
-                                                 plan]),
-                                      overrides, metrics, as_of_date=day, as_of_end=end)
-            warehouse.replace_partition("ai_campaigns", plan, partition_value=day)
-            warehouse.replace_partition("campaign_audience", audience, partition_value=day)
-            warehouse.replace_partition("campaign_status", statuses, partition_value=day)
-            _apply_status_if_latest(warehouse, day, end)
-
-            budget_ok &= float(plan["budget"].sum() or 0) <= float(settings.total_daily_budget)
-            single_ok &= audience.filter(~pl.col("is_holdout"))["user_id"].is_unique().all()
-            opted_in = set(users.filter(pl.col("marketing_opt_in").fill_null(False))["user_id"])
-            opt_in_ok &= set(audience["user_id"]) <= opted_in
-            planned += plan.height
-            targeted += int((~audience["is_holdout"]).sum())
-            held_out += int(audience["is_holdout"].sum())
+            end = as_of_end(day, now)
+            plan, audience, users, roi_table = _plan_and_target(
+                warehouse, staging, source, settings, day, end)
+            _measure(warehouse, source, reporter, day, end)
+            _report_plan(reporter, settings, day, plan, audience, users, roi_table)
             context.log.info(f"{day}: {plan.height} campaigns, {audience.height} audience rows")
-        yield dg.MaterializeResult(asset_key="ai_campaigns", metadata={
-            "campaigns_planned": planned,
-            "roi_table": markdown_table(roi_table),
-        })
-        yield dg.MaterializeResult(asset_key="campaign_audience", metadata={
-            "treated_users": targeted, "holdout_users": held_out,
-        })
-        yield dg.AssetCheckResult(asset_key="ai_campaigns", check_name="budget_within_total",
-                                  passed=budget_ok)
-        yield dg.AssetCheckResult(asset_key="campaign_audience",
-                                  check_name="one_campaign_per_user_per_day", passed=single_ok)
-        yield dg.AssetCheckResult(asset_key="campaign_audience", check_name="only_opted_in_users",
-                                  passed=opt_in_ok)
+        for spec in _cycle_specs():  # declaration order is topological, as Dagster requires
+            yield dg.MaterializeResult(asset_key=spec.key)
+        yield from reporter.finish()
 
     @dg.asset(
         deps=["campaign_metrics", "campaign_incrementality", "ai_campaigns"],
@@ -232,29 +170,120 @@ def build_campaign_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
     def campaign_recommendations(context: AssetExecutionContext, config: CampaignRunConfig,
                                  warehouse: Warehouse) -> dg.MaterializeResult:
         thresholds = config.to_campaign_config().thresholds
-        written = 0
-        latest = pl.DataFrame()
+        reporter = PartitionReporter(context)
+        now = run_now(context)
         for day in partition_days(context):
-            end = _day_end(context, day)
             rows = recommend(
                 warehouse.read_named("campaign_metrics_through", {"day": day}),
                 warehouse.read_named("campaign_incrementality_for_day", {"day": day}),
                 warehouse.read_named("campaigns_planned_through", {"day": day}),
-                as_of_date=day, thresholds=thresholds, created_at=end,
+                as_of_date=day, thresholds=thresholds, created_at=as_of_end(day, now),
             )
             warehouse.replace_partition("campaign_recommendations", rows, partition_value=day)
-            written += rows.height
-            latest = rows
-        by_rule = latest.group_by("rule").len().sort("rule") if latest.height else latest
-        return dg.MaterializeResult(metadata={
-            "recommendations": written,
-            "latest_by_rule": markdown_table(by_rule),
-        })
+            by_rule = rows.group_by("rule").len().sort("rule") if rows.height else rows
+            reporter.metadata("campaign_recommendations", day, {
+                "recommendations": rows.height, "by_rule": markdown_table(by_rule)})
+        return dg.MaterializeResult()
 
-    return [campaign_metrics, plan_and_target_campaigns, campaign_recommendations]
+    return [campaign_cycle, campaign_recommendations]
 
 
-def _apply_status_if_latest(warehouse: Warehouse, day: dt.date, end: dt.datetime) -> None:
+def _plan_and_target(warehouse: Warehouse, staging: StagingStore, source: TransactionSource,
+                     settings: CampaignConfig, day: dt.date, end: dt.datetime
+                     ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Plan day D from what is known before it, pick the audience, resolve statuses."""
+    segments = warehouse.read_named("user_segments_for_day", {"day": day})
+    profiles = staging.read_snapshot("behavioral_profiles", day)
+    yesterday = day - dt.timedelta(days=1)
+    metrics = warehouse.read_named("campaign_metrics_through", {"day": yesterday})
+    overrides = warehouse.read_named("campaign_status_overrides")
+    earlier = warehouse.read_named("campaigns_planned_through", {"day": yesterday})
+    if earlier.height:
+        # The stored status is the *current* one; planning day D needs D's.
+        status_then = resolve_status(earlier, overrides, metrics, as_of_date=day,
+                                     as_of_end=end)
+        earlier = earlier.drop("status").join(
+            status_then.select("campaign_id", "status"), on="campaign_id")
+    plan = plan_campaigns(segments, metrics, earlier, as_of_date=day, config=settings,
+                          created_at=end, profiles=profiles)
+    roi_table = evaluate_candidates(segments, metrics, earlier, as_of_date=day,
+                                    config=settings, profiles=profiles)
+    users = source.read_users(end)
+    recent = warehouse.read_named("campaign_audience_recent", {
+        "since": day - dt.timedelta(days=settings.frequency_window_days), "day": day})
+    audience = build_audience(plan, profiles, users, recent, as_of_date=day, config=settings)
+    treated = audience.filter(~pl.col("is_holdout")).group_by("campaign_id").len()
+    plan = plan.drop("audience_size").join(
+        treated.rename({"len": "audience_size"}), on="campaign_id", how="left"
+    ).with_columns(pl.col("audience_size").fill_null(0).cast(pl.Int64))
+    statuses = resolve_status(pl.concat([earlier.select(plan.columns).cast(plan.schema), plan]),
+                              overrides, metrics, as_of_date=day, as_of_end=end)
+    warehouse.replace_partition("ai_campaigns", plan, partition_value=day)
+    warehouse.replace_partition("campaign_audience", audience, partition_value=day)
+    warehouse.replace_partition("campaign_status", statuses, partition_value=day)
+    # ai_campaigns.status is the current status: that of the latest resolved day, whichever
+    # day this run wrote, so re-running an old day never turns a campaign's clock back.
     latest = warehouse.read_named("latest_status_day")["day"][0]
-    if latest is None or day >= latest:
-        warehouse.execute_named("apply_campaign_status", {"day": day, "updated_at": end})
+    warehouse.execute_named("apply_campaign_status", {"day": latest, "updated_at": end})
+    return plan, audience, users, roi_table
+
+
+def _measure(warehouse: Warehouse, source: TransactionSource, reporter: PartitionReporter,
+             day: dt.date, end: dt.datetime) -> None:
+    """Day D's metrics, deliveries and incrementality, from the events before its end and
+    the audiences planned up to D (this step wrote D's a moment ago)."""
+    events, dropped = normalize_events(source.read_campaign_events(until=end))
+    audience = warehouse.read_named("campaign_audience_through", {"day": day})
+    campaigns = warehouse.read_named("campaigns_planned_through", {"day": day})
+    metrics = compute_campaign_metrics(events, audience, campaigns, as_of_date=day,
+                                       recorded_at=end)
+    deliveries = build_deliveries(events, audience, as_of_date=day)
+    lift = compute_incrementality(events, audience, campaigns, as_of_date=day,
+                                  recorded_at=end)
+    warehouse.replace_partition("campaign_metrics", metrics, partition_value=day,
+                                partition_column="metric_date")
+    warehouse.replace_partition("campaign_delivery", deliveries, partition_value=day)
+    warehouse.replace_partition("campaign_incrementality", lift, partition_value=day)
+    violations = _ratio_violations(cumulative_metrics(
+        warehouse.read_named("campaign_metrics_through", {"day": day}), as_of_date=day))
+    reporter.check("campaign_metrics", "ratios_in_range", day, passed=violations.is_empty(),
+                   evidence={"campaigns_out_of_range": violations.height,
+                             "examples": str(violations["campaign_id"].head(10).to_list())})
+    totals = {column: int(metrics[column].sum() or 0)
+              for column in ("impressions", "clicks", "conversions")}
+    reporter.metadata("campaign_metrics", day, {
+        "campaigns": metrics.height, **totals, "dropped_events": dropped,
+        "day": markdown_table(metrics.select(
+            "campaign_id", "impressions", "clicks", "conversions", "revenue", "cost",
+            "ctr", "conversion_rate", "roi").sort("impressions", descending=True).head(20)),
+    })
+    reporter.metadata("campaign_delivery", day, {"deliveries": deliveries.height})
+    reporter.metadata("campaign_incrementality", day, {"campaigns": lift.height})
+
+
+def _report_plan(reporter: PartitionReporter, settings: CampaignConfig, day: dt.date,
+                 plan: pl.DataFrame, audience: pl.DataFrame, users: pl.DataFrame,
+                 roi_table: pl.DataFrame) -> None:
+    budget = float(plan["budget"].sum() or 0)
+    reporter.check("ai_campaigns", "budget_within_total", day,
+                   passed=budget <= float(settings.total_daily_budget),
+                   evidence={"budget": budget, "total": float(settings.total_daily_budget),
+                             "campaigns": plan.height})
+    treated = audience.filter(~pl.col("is_holdout"))
+    repeated = treated.filter(pl.col("user_id").is_duplicated())["user_id"].unique()
+    reporter.check("campaign_audience", "one_campaign_per_user_per_day", day,
+                   passed=repeated.is_empty(),
+                   evidence={"treated": treated.height, "users_twice": repeated.len(),
+                             "examples": str(repeated.head(10).to_list())})
+    opted_in = users.filter(pl.col("marketing_opt_in").fill_null(False))["user_id"]
+    not_opted = audience.filter(~pl.col("user_id").is_in(opted_in.implode()))["user_id"]
+    reporter.check("campaign_audience", "only_opted_in_users", day,
+                   passed=not_opted.is_empty(),
+                   evidence={"audience": audience.height, "not_opted_in": not_opted.len(),
+                             "examples": str(not_opted.head(10).to_list())})
+    reporter.metadata("ai_campaigns", day, {"campaigns_planned": plan.height,
+                                            "budget": budget,
+                                            "roi_table": markdown_table(roi_table)})
+    reporter.metadata("campaign_audience", day, {
+        "treated_users": treated.height,
+        "holdout_users": int(audience["is_holdout"].sum())})

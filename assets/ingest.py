@@ -14,9 +14,10 @@ import dagster as dg
 import polars as pl
 from dagster import AssetExecutionContext
 
+from assets.partition_results import PartitionReporter
 from pipelines.partitions import partition_days, run_now
 from resources.sources import DayRead, TransactionSource
-from resources.staging import StagingStore
+from resources.staging import StagedDay, StagingStore
 from resources.warehouse import Warehouse
 from transforms.timestamps import split_by_day
 from transforms.validation import ValidationOutcome, validate_transactions
@@ -59,7 +60,7 @@ def _midnight(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
 
 
-def _summary_row(day: dt.date, outcome: ValidationOutcome, staged_path: str) -> dict:
+def _summary_row(day: dt.date, outcome: ValidationOutcome, staged: StagedDay) -> dict:
     amounts = outcome.accepted["amount_cents"]
     return {
         "as_of_date": day,
@@ -69,9 +70,10 @@ def _summary_row(day: dt.date, outcome: ValidationOutcome, staged_path: str) -> 
         "purchases": int((amounts > 0).sum()),
         "refunds": int((amounts < 0).sum()),
         "zero_amount": int((amounts == 0).sum()),
-        "staged_path": staged_path,
+        "staged_path": str(staged.path),
         "window_start": _midnight(day),
         "window_end": _midnight(day + dt.timedelta(days=1)),
+        "stage_token": staged.token,
     }
 
 
@@ -79,21 +81,44 @@ def _chunks(days: list[dt.date], size: int) -> list[list[dt.date]]:
     return [days[index:index + size] for index in range(0, len(days), size)]
 
 
-def _stored_counts_reconcile(warehouse: Warehouse, staging: StagingStore,
-                             days: list[dt.date]) -> bool:
-    """Count what was actually written (Parquet rows + quarantined rows) against rows read."""
+def _stored_counts(warehouse: Warehouse, staging: StagingStore, days: list[dt.date]
+                   ) -> dict[dt.date, dict[str, int | None]]:
+    """What was actually written per day (Parquet rows, quarantined rows) and rows read as
+    recorded, for the reconcile check: counted from storage, not from memory."""
     stored = warehouse.read_named("ingest_reconciliation", {"first": days[0], "last": days[-1]})
-    read = dict(zip(stored["as_of_date"], stored["rows_read"], strict=True))
-    rejected = dict(zip(stored["as_of_date"], stored["rows_rejected_stored"], strict=True))
+    by_day = {row["as_of_date"]: row for row in stored.iter_rows(named=True)}
+    counts = {}
     for day in days:
-        staged = pl.scan_parquet(staging.path_for(day)).select(pl.len()).collect().item()
-        if day not in read or staged + rejected[day] != read[day]:
-            return False
-    return True
+        row = by_day.get(day, {})
+        counts[day] = {"rows_read": row.get("rows_read"),
+                       "rows_staged": staging.rows_of_day(day),
+                       "rows_rejected_stored": row.get("rows_rejected_stored")}
+    return counts
+
+
+def _reconciles(stored: dict[str, int | None]) -> bool:
+    read, staged, rejected = (stored["rows_read"], stored["rows_staged"],
+                              stored["rows_rejected_stored"])
+    return None not in (read, staged, rejected) and staged + rejected == read  # type: ignore[operator]
+
+
+def _top_reasons(outcome: ValidationOutcome, limit: int = 5) -> str:
+    reasons = Counter(outcome.reason_counts()).most_common(limit)
+    return ", ".join(f"{code} ({count:,})" for code, count in reasons) or "none"
+
+
+def _acceptable(outcome: ValidationOutcome, max_rejected_share: float) -> bool:
+    """A day passes unless most of it was rejected, or nothing of a non-empty day was kept:
+    then the export is broken (wrong id type, date format, ...), not the rows."""
+    if outcome.rows_read == 0:
+        return True
+    share = outcome.rejected.height / outcome.rows_read
+    return outcome.accepted.height > 0 and share <= max_rejected_share
 
 
 def build_ingest_assets(first_partition_date: dt.date, partitions: dg.PartitionsDefinition,
-                        future_tolerance: dt.timedelta) -> dg.AssetsDefinition:
+                        future_tolerance: dt.timedelta, max_rejected_share: float
+                        ) -> dg.AssetsDefinition:
     """The `valid_transactions` / `rejected_transactions` pair for the given partitions."""
 
     @dg.multi_asset(
@@ -110,7 +135,15 @@ def build_ingest_assets(first_partition_date: dt.date, partitions: dg.Partitions
         check_specs=[
             dg.AssetCheckSpec(
                 "rows_reconcile", asset="valid_transactions", blocking=True,
+                partitions_def=partitions,
                 description="Stored rows (staged + quarantined) = rows read, for every day.",
+            ),
+            dg.AssetCheckSpec(
+                "rejections_below_limit", asset="valid_transactions", blocking=True,
+                partitions_def=partitions,
+                description=f"At most {max_rejected_share:.0%} of a day's rows rejected, and "
+                            "at least one row kept from a non-empty day "
+                            "(MARKETING_MAX_REJECTED_SHARE); names the top reasons.",
             ),
         ],
         partitions_def=partitions,
@@ -128,6 +161,8 @@ def build_ingest_assets(first_partition_date: dt.date, partitions: dg.Partitions
         warehouse.ensure_schema()
         totals = IngestTotals()
         days = partition_days(context)
+        reporter = PartitionReporter(context)
+        outcomes: dict[dt.date, ValidationOutcome] = {}
         for chunk in _chunks(days, DAYS_PER_CHUNK):
             end = _midnight(chunk[-1] + dt.timedelta(days=1))
             read = DayRead(_midnight(chunk[0]), end, include_later=end > now,
@@ -136,26 +171,44 @@ def build_ingest_assets(first_partition_date: dt.date, partitions: dg.Partitions
             for day, raw in split_by_day(source.read_transactions(read), chunk[0],
                                          chunk[-1]).items():
                 outcome = validate_transactions(raw, latest_allowed=now + future_tolerance)
-                path = staging.write_day(day, outcome.accepted)
+                staged = staging.write_day(day, outcome.accepted)
                 rejected.append(outcome.rejected.with_columns(pl.lit(day).alias("as_of_date")))
-                summaries.append(_summary_row(day, outcome, str(path)))
+                summaries.append(_summary_row(day, outcome, staged))
                 totals.add(outcome)
+                outcomes[day] = outcome
             warehouse.replace_partition_range("rejected_transactions", pl.concat(rejected),
                                               first=chunk[0], last=chunk[-1])
             warehouse.replace_partition_range("staged_partitions", pl.DataFrame(summaries),
                                               first=chunk[0], last=chunk[-1])
-            context.log.info(f"ingested {chunk[0]}..{chunk[-1]}: {totals.read:,} rows so far")
-        reconciled = _stored_counts_reconcile(warehouse, staging, days)
+            context.log.info(f"ingested {chunk[0]}..{chunk[-1]}: {totals.read:,} rows so far, "
+                             f"{totals.rejected:,} rejected")
+        stored = _stored_counts(warehouse, staging, days)
+        for day in days:
+            outcome = outcomes[day]
+            counts = {"rows_read": outcome.rows_read, "rows_accepted": outcome.accepted.height,
+                      "rows_rejected": outcome.rejected.height}
+            reasons = _top_reasons(outcome)
+            reporter.check("valid_transactions", "rows_reconcile", day,
+                           passed=_reconciles(stored[day]),
+                           evidence={**counts, **{f"stored/{key}": value
+                                                  for key, value in stored[day].items()}})
+            share = outcome.rejected.height / outcome.rows_read if outcome.rows_read else 0.0
+            reporter.check("valid_transactions", "rejections_below_limit", day,
+                           passed=_acceptable(outcome, max_rejected_share),
+                           evidence={**counts, "rejected_share": round(share, 4),
+                                     "limit": max_rejected_share, "top_reasons": reasons},
+                           description=None if _acceptable(outcome, max_rejected_share) else
+                           f"{day}: {outcome.rejected.height:,} of {outcome.rows_read:,} rows "
+                           f"rejected ({share:.0%}); top reasons: {reasons}")
+            reporter.metadata("valid_transactions", day, {**counts,
+                                                          "path": str(staging.path_for(day))})
+            reporter.metadata("rejected_transactions", day, {
+                "rows_rejected": outcome.rejected.height, "top_reasons": reasons})
         reason_table = "\n".join(
             f"| {code} | {count} |" for code, count in sorted(totals.reasons.items()))
-        common = {"days": len(days), "first_day": str(days[0]), "last_day": str(days[-1])}
         yield dg.MaterializeResult(
             asset_key="valid_transactions",
             metadata={
-                **common,
-                "rows_read": totals.read,
-                "rows_accepted": totals.accepted,
-                "rows_rejected": totals.rejected,
                 "staging_dir": dg.MetadataValue.path(staging.base_dir),
                 "as_of_now": now.isoformat(),
             },
@@ -163,18 +216,12 @@ def build_ingest_assets(first_partition_date: dt.date, partitions: dg.Partitions
         yield dg.MaterializeResult(
             asset_key="rejected_transactions",
             metadata={
-                **common,
-                "rows_rejected": totals.rejected,
-                "reasons": dg.MetadataValue.md(
+                "reasons_in_run": dg.MetadataValue.md(
                     "| reason | rows |\n|---|---|\n" + (reason_table or "| (none) | 0 |")
                 ),
                 "table": f"{warehouse.schema_name}.rejected_transactions",
             },
         )
-        yield dg.AssetCheckResult(
-            check_name="rows_reconcile", asset_key="valid_transactions", passed=reconciled,
-            metadata={"rows_read": totals.read, "rows_accepted": totals.accepted,
-                      "rows_rejected": totals.rejected},
-        )
+        yield from reporter.finish()
 
     return ingest_transactions

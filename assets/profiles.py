@@ -13,7 +13,15 @@ import polars as pl
 from dagster import AssetExecutionContext
 from pydantic import create_model
 
-from assets.purchase_history import purchase_history_before
+from assets.completeness import (
+    AS_OF_END,
+    HISTORY,
+    Gap,
+    history_chain_gap,
+    staged_window_gaps,
+)
+from assets.partition_results import PartitionReporter
+from assets.purchase_history import build_purchase_history_asset
 from assets.reporting import markdown_table
 from pipelines.partitions import as_of_end, partition_days, run_now
 from resources.staging import StagingStore
@@ -21,8 +29,6 @@ from resources.warehouse import Warehouse
 from transforms.profiles import compute_profiles
 from transforms.segments import compute_segment_overlap, compute_segments
 from transforms.thresholds import PATTERNS, PatternThresholds
-
-PROFILE_GROUP = "profiles"
 
 # Every PatternThresholds field as an optional launchpad setting: unset fields keep the
 # value from MARKETING_PATTERN_* variables, or the documented default. One source of truth:
@@ -34,12 +40,30 @@ PatternThresholdsConfig = create_model(  # type: ignore[call-overload]
        for name, field in PatternThresholds.model_fields.items()},
 )
 
+PROFILE_GROUP = "profiles"
 
-def resolve_thresholds(config: dg.Config) -> PatternThresholds:
-    """Defaults, overridden by the environment, overridden by run config."""
+
+def resolve_thresholds(config: dg.Config, base: PatternThresholds) -> PatternThresholds:
+    """The code location's thresholds (defaults overridden by `MARKETING_PATTERN_*`),
+    overridden by run config.
+
+    The lookback is refused in run config when it differs: it is part of the asset graph
+    (the partition mapping that tells Dagster which staged days a profile reads), so a run
+    may not read a different window than the one Dagster orders and checks.
+    """
     overrides = {key: value for key, value in config.model_dump().items() if value is not None}
-    base = PatternThresholds.from_env().model_dump()
-    return PatternThresholds.model_validate({**base, **overrides})
+    resolved = PatternThresholds.model_validate({**base.model_dump(), **overrides})
+    if resolved.lookback_days != base.lookback_days:
+        raise dg.Failure(
+            description=(
+                f"lookback_days={resolved.lookback_days} in run config differs from the "
+                f"code location's {base.lookback_days}: the lookback is declared to Dagster "
+                "as the profiles' partition mapping. Set MARKETING_PATTERN_LOOKBACK_DAYS "
+                "for the code location (and reload it) instead."
+            ),
+            allow_retries=False,
+        )
+    return resolved
 
 
 def _pattern_counts(profiles: pl.DataFrame) -> dict[str, int]:
@@ -59,27 +83,68 @@ def _pattern_chart(counts: dict[str, int], users: int) -> dg.MetadataValue:
     return dg.MetadataValue.md("\n".join(lines))
 
 
-def build_profile_assets(first_partition_date: dt.date, partitions: dg.PartitionsDefinition,
-                         ) -> list[dg.AssetsDefinition]:
-    """`behavioral_profiles` and `user_segments` for the given daily partitions."""
+def _window_first_day(day: dt.date, end: dt.datetime, lookback_days: int) -> dt.date:
+    """The first staged day the window touches (a partial day when `end` is not midnight)."""
+    return (end - dt.timedelta(days=lookback_days)).date()
 
-    # Lineage: day D reads the staged days of its window (the default lookback).
+
+def _incomplete_inputs(warehouse: Warehouse, staging: StagingStore, first_partition: dt.date,
+                       day: dt.date, end: dt.datetime, lookback_days: int) -> list[Gap]:
+    """What day D's profile would be missing: window days not staged, a history chain that
+    is broken or was built for another `as_of_end`."""
+    first = max(first_partition, _window_first_day(day, end, lookback_days))
+    gaps = staged_window_gaps(warehouse, staging, first, day)
+    chain_gap, _ = history_chain_gap(staging, first_partition, day)
+    if chain_gap is not None:
+        gaps.append(chain_gap)
+    else:
+        built_for = (staging.snapshot_lineage(HISTORY, day) or {}).get(AS_OF_END)
+        if built_for != end.isoformat():
+            gaps.append(Gap(day, f"purchase_history was built for as_of_end {built_for}, "
+                                 f"this run needs {end.isoformat()}: materialize "
+                                 "purchase_history in the same run"))
+    return gaps
+
+
+def _completeness_evidence(gaps: list[Gap], first: dt.date, day: dt.date) -> dict:
+    return {
+        "window_first_day": str(first), "window_last_day": str(day),
+        "missing_or_stale": len(gaps),
+        "problems": dg.MetadataValue.md(
+            "\n".join(f"- {gap}" for gap in gaps[:40]) or "none"),
+    }
+
+
+def build_profile_assets(first_partition_date: dt.date, partitions: dg.PartitionsDefinition,
+                         thresholds: PatternThresholds) -> list[dg.AssetsDefinition]:
+    """`purchase_history`, `behavioral_profiles` and `user_segments` for the given daily
+    partitions; `thresholds` are the code location's (their lookback is declared)."""
+
+    # Lineage: day D reads the staged days of its window. For a closed day that is D-89..D
+    # (lookback 90); today's window ends at the run's start, so it reaches into D-90.
     window_mapping = dg.TimeWindowPartitionMapping(
-        start_offset=-PatternThresholds().lookback_days,
+        start_offset=-thresholds.lookback_days,
         allow_nonexistent_upstream_partitions=True,
     )
     lookback_dep = dg.AssetDep("valid_transactions", partition_mapping=window_mapping)
 
     @dg.asset(
-        deps=[lookback_dep],
+        deps=[lookback_dep, HISTORY],
         group_name=PROFILE_GROUP,
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
         check_specs=[
+            dg.AssetCheckSpec("inputs_complete", asset="behavioral_profiles", blocking=True,
+                              partitions_def=partitions,
+                              description="Every staged day of the window is complete and "
+                                          "the purchase history covers every day since the "
+                                          "first partition; checked before computing."),
             dg.AssetCheckSpec("one_row_per_user", asset="behavioral_profiles", blocking=True,
+                              partitions_def=partitions,
                               description="No user appears twice in a partition."),
             dg.AssetCheckSpec("known_patterns_only", asset="behavioral_profiles",
-                              blocking=True, description="Only the 8 pattern names occur."),
+                              blocking=True, partitions_def=partitions,
+                              description="Only the 8 pattern names occur."),
         ],
         description="One row per user with a purchase before the window's end: window spend, "
                     "frequency, weekend share, top category, locations, buckets, refunds, "
@@ -87,31 +152,58 @@ def build_profile_assets(first_partition_date: dt.date, partitions: dg.Partition
     )
     def behavioral_profiles(context: AssetExecutionContext, config: PatternThresholdsConfig,
                             staging: StagingStore, warehouse: Warehouse):
-        thresholds = resolve_thresholds(config)
-        unique_ok = known_ok = True
-        profiles = pl.DataFrame()
-        for day in partition_days(context):
-            end = as_of_end(day, run_now(context))
-            window_first_day = (end - dt.timedelta(days=thresholds.lookback_days)).date()
-            history = purchase_history_before(staging, first_partition_date, window_first_day)
-            window = staging.scan_days(window_first_day, day)
-            profiles = compute_profiles(window, as_of_end=end, thresholds=thresholds,
+        resolved = resolve_thresholds(config, thresholds)
+        now = run_now(context)
+        days = partition_days(context)
+        reporter = PartitionReporter(context)
+        for day in days:
+            end = as_of_end(day, now)
+            gaps = _incomplete_inputs(warehouse, staging, first_partition_date, day, end,
+                                      resolved.lookback_days)
+            first = max(first_partition_date,
+                        _window_first_day(day, end, resolved.lookback_days))
+            reporter.check("behavioral_profiles", "inputs_complete", day, passed=not gaps,
+                           evidence=_completeness_evidence(gaps, first, day))
+        if reporter.failed():
+            # Refuse before computing anything: a profile from a partial window is wrong,
+            # not approximate. The evaluations above name every missing day.
+            yield from reporter.finish()
+            missing = "; ".join(str(gap.partition) for gap in reporter.failed())
+            raise dg.Failure(
+                description=f"behavioral_profiles refused for {missing}: inputs incomplete "
+                            "(see the inputs_complete check of each partition)",
+                allow_retries=False,
+            )
+        for day in days:
+            end = as_of_end(day, now)
+            window = staging.scan_days(_window_first_day(day, end, resolved.lookback_days), day)
+            history = pl.scan_parquet(staging.snapshot_path(HISTORY, day))
+            profiles = compute_profiles(window, as_of_end=end, thresholds=resolved,
                                         history=history, as_of_date=day)
             warehouse.replace_partition("behavioral_profiles", profiles, partition_value=day)
             staging.write_snapshot("behavioral_profiles", day, profiles)
-            unique_ok &= profiles["user_id"].is_unique().all()
+            duplicates = profiles.filter(pl.col("user_id").is_duplicated())["user_id"]
+            reporter.check("behavioral_profiles", "one_row_per_user", day,
+                           passed=duplicates.is_empty(),
+                           evidence={"users": profiles.height,
+                                     "duplicated_users": duplicates.unique().len(),
+                                     "examples": str(duplicates.unique().head(10).to_list())})
             seen = set(profiles["detected_patterns"].explode().drop_nulls())
-            known_ok &= seen <= set(PATTERNS)
+            unknown = sorted(seen - set(PATTERNS))
+            reporter.check("behavioral_profiles", "known_patterns_only", day,
+                           passed=not unknown, evidence={"unknown_patterns": str(unknown)})
+            counts = _pattern_counts(profiles)
+            reporter.metadata("behavioral_profiles", day, {
+                "users": profiles.height,
+                "as_of_end": end.isoformat(),
+                **{f"pattern/{name}": count for name, count in counts.items()},
+                "pattern_mix": _pattern_chart(counts, profiles.height),
+            })
             context.log.info(f"{day}: {profiles.height:,} profiles")
-        counts = _pattern_counts(profiles)
         yield dg.MaterializeResult(metadata={
-            "users": profiles.height,
-            **{f"pattern/{name}": count for name, count in counts.items()},
-            "pattern_mix": _pattern_chart(counts, profiles.height),
-            "thresholds": dg.MetadataValue.json(thresholds.model_dump()),
+            "thresholds": dg.MetadataValue.json(resolved.model_dump()),
         })
-        yield dg.AssetCheckResult(check_name="one_row_per_user", passed=bool(unique_ok))
-        yield dg.AssetCheckResult(check_name="known_patterns_only", passed=bool(known_ok))
+        yield from reporter.finish()
 
     @dg.asset(
         deps=["behavioral_profiles"],
@@ -120,6 +212,7 @@ def build_profile_assets(first_partition_date: dt.date, partitions: dg.Partition
         backfill_policy=dg.BackfillPolicy.single_run(),
         check_specs=[
             dg.AssetCheckSpec("consistent_with_profiles", asset="user_segments", blocking=True,
+                              partitions_def=partitions,
                               description="Counts match the profiles; shares within [0, 1]."),
         ],
         description="Per pattern: user count, share, total/average/median spend, purchases "
@@ -127,10 +220,10 @@ def build_profile_assets(first_partition_date: dt.date, partitions: dg.Partition
     )
     def user_segments(context: AssetExecutionContext, staging: StagingStore,
                       warehouse: Warehouse):
-        consistent = True
-        segments = pl.DataFrame()
+        reporter = PartitionReporter(context)
+        now = run_now(context)
         for day in partition_days(context):
-            end = as_of_end(day, run_now(context))
+            end = as_of_end(day, now)
             profiles = staging.read_snapshot("behavioral_profiles", day)
             segments = compute_segments(profiles, as_of_date=day, as_of_end=end)
             overlap = compute_segment_overlap(profiles)
@@ -138,13 +231,22 @@ def build_profile_assets(first_partition_date: dt.date, partitions: dg.Partition
             warehouse.replace_partition("segment_overlap", overlap, partition_value=day)
             expected = _pattern_counts(profiles)
             actual = dict(zip(segments["behavior_pattern"], segments["user_count"], strict=True))
+            mismatched = sorted(pattern for pattern in set(expected) | set(actual)
+                                if expected.get(pattern, 0) != actual.get(pattern, 0))
             shares = segments["share_of_users"]
-            consistent &= actual == expected and bool(((shares >= 0) & (shares <= 1)).all())
-        yield dg.MaterializeResult(metadata={
-            "segments": markdown_table(segments.select(
-                "behavior_pattern", "user_count", "share_of_users", "avg_spend",
-                "median_spend", "avg_purchases_per_week")),
-        })
-        yield dg.AssetCheckResult(check_name="consistent_with_profiles", passed=consistent)
+            out_of_range = int(((shares < 0) | (shares > 1)).sum())
+            reporter.check("user_segments", "consistent_with_profiles", day,
+                           passed=not mismatched and out_of_range == 0,
+                           evidence={"profiles": profiles.height,
+                                     "patterns_with_wrong_count": str(mismatched),
+                                     "shares_out_of_range": out_of_range})
+            reporter.metadata("user_segments", day, {
+                "segments": markdown_table(segments.select(
+                    "behavior_pattern", "user_count", "share_of_users", "avg_spend",
+                    "median_spend", "avg_purchases_per_week")),
+            })
+        yield dg.MaterializeResult()
+        yield from reporter.finish()
 
-    return [behavioral_profiles, user_segments]
+    return [build_purchase_history_asset(first_partition_date, partitions),
+            behavioral_profiles, user_segments]

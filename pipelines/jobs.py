@@ -21,7 +21,8 @@ def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
         dg.define_asset_job(
             INGEST_JOB,
             selection=dg.AssetSelection.groups("ingest"),
-            description="Validate and stage transactions, quarantining bad rows.",
+            description="Validate and stage transactions, quarantining bad rows, and extend "
+                        "the purchase history day by day.",
             executor_def=dg.in_process_executor,
         ),
     ]

@@ -7,6 +7,17 @@ error, not a silent skip: editing an applied migration would leave databases tha
 Most files serve both engines. Where they must differ (PostgreSQL partitioning has no
 DuckDB equivalent), a version has one file per engine, `NNNN_name.postgres.sql` and
 `NNNN_name.duckdb.sql`, so both engines still count the same versions.
+
+Concurrent runs are safe: a whole run (creating the schema and `schema_migrations`, reading
+the applied versions, applying and recording each pending file) happens in one
+`backend.migration_session()`, which holds the engine's lock (a per-schema advisory lock on
+PostgreSQL, the file's write lock on DuckDB). Racing migrators take turns; the first applies
+the pending files, the others find them applied. Each file still commits with its record on
+its own, so a failure in file N leaves files before N applied and recorded.
+
+Two states are errors rather than "up to date": no migration files at all (a package
+installed without its SQL would otherwise migrate nothing and then fail on the first
+query), and a database recording a version no file provides (migrated by newer code).
 """
 
 from __future__ import annotations
@@ -50,7 +61,10 @@ DIALECTS = ("duckdb", "postgres")
 
 def discover_migrations(dialect: str, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     """The engine's migration files sorted by their numeric prefix (`0001_core.sql` ->
-    version `0001`): shared files plus the ones suffixed with this dialect."""
+    version `0001`): shared files plus the ones suffixed with this dialect.
+
+    Raises RuntimeError when there are none: an empty set is a broken install, never a
+    database that is up to date."""
     if dialect not in DIALECTS:
         raise ValueError(f"unknown dialect {dialect!r}; expected one of {DIALECTS}")
     migrations = []
@@ -63,43 +77,61 @@ def discover_migrations(dialect: str, directory: Path = MIGRATIONS_DIR) -> list[
             raise ValueError(f"migration file {path.name}: unknown dialect suffix {only_for!r}")
         if only_for in ("", dialect):
             migrations.append(Migration(version=version, name=name, path=path))
+    if not migrations:
+        state = "" if directory.is_dir() else " (the directory does not exist)"
+        raise RuntimeError(
+            f"no migration files in {directory} for {dialect}{state}: the package is missing "
+            "its SQL (see the migrations section of docs/data-model.md)"
+        )
     versions = [migration.version for migration in migrations]
     if len(set(versions)) != len(versions):
         raise ValueError(f"two migration files share a version number: {versions}")
     return migrations
 
 
-def apply_migrations(backend: WarehouseBackend, schema: str, *, up_to: str | None = None
-                     ) -> list[str]:
+def apply_migrations(backend: WarehouseBackend, schema: str, *, up_to: str | None = None,
+                     directory: Path = MIGRATIONS_DIR) -> list[str]:
     """Apply pending migrations (those up to version `up_to` if given, which tests use to
-    build a database as an older release left it); return the versions applied now."""
-    backend.execute_script(f'CREATE SCHEMA IF NOT EXISTS "{schema}";' + BOOKKEEPING)
-    applied = {
-        row["version"]: row["checksum"]
-        for row in backend.read("SELECT version, checksum FROM schema_migrations").to_dicts()
-    }
-    newly_applied = []
-    for migration in discover_migrations(backend.dialect):
-        if up_to is not None and migration.version > up_to:
-            break
-        recorded = applied.get(migration.version)
-        if recorded is not None:
-            if recorded != migration.checksum:
-                raise RuntimeError(
-                    f"migration {migration.path.name} changed after it was applied; "
-                    "add a new migration instead of editing an applied one"
-                )
-            continue
-        record = (
-            "INSERT INTO schema_migrations (version, name, checksum) "
-            f"SELECT '{migration.version}', '{migration.name}', '{migration.checksum}' "
-            f"WHERE NOT EXISTS (SELECT 1 FROM schema_migrations "
-            f"WHERE version = '{migration.version}');"
+    build a database as an older release left it); return the versions applied now.
+
+    The whole run holds the backend's migration lock (module docstring), so concurrent
+    callers each return only what they applied themselves: one of them the pending
+    versions, the others `[]`."""
+    # Before touching the database: a run without files must not create an empty schema.
+    migrations = discover_migrations(backend.dialect, directory)
+    with backend.migration_session() as session:
+        session.execute_script(f'CREATE SCHEMA IF NOT EXISTS "{schema}";' + BOOKKEEPING)
+        applied: dict[str, str] = dict(
+            session.rows("SELECT version, checksum FROM schema_migrations")  # type: ignore[arg-type]
         )
-        # Version, name and checksum come from our own file names and a hex digest, never
-        # from user input; the whole file and its record commit together.
-        backend.execute_script(migration.sql + "\n;" + record)
-        newly_applied.append(migration.version)
+        unknown = sorted(set(applied) - {migration.version for migration in migrations})
+        if unknown:
+            raise RuntimeError(
+                f"schema {schema!r} records migration versions {unknown} that no file in "
+                f"{directory} provides: newer code migrated it; run that code (or newer)"
+            )
+        newly_applied = []
+        for migration in migrations:
+            if up_to is not None and migration.version > up_to:
+                break
+            recorded = applied.get(migration.version)
+            if recorded is not None:
+                if recorded != migration.checksum:
+                    raise RuntimeError(
+                        f"migration {migration.path.name} changed after it was applied; "
+                        "add a new migration instead of editing an applied one"
+                    )
+                continue
+            record = (
+                "INSERT INTO schema_migrations (version, name, checksum) "
+                f"SELECT '{migration.version}', '{migration.name}', '{migration.checksum}' "
+                f"WHERE NOT EXISTS (SELECT 1 FROM schema_migrations "
+                f"WHERE version = '{migration.version}');"
+            )
+            # Version, name and checksum come from our own file names and a hex digest,
+            # never from user input; the whole file and its record commit together.
+            session.execute_script(migration.sql + "\n;" + record)
+            newly_applied.append(migration.version)
     return newly_applied
 
 

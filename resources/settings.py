@@ -13,6 +13,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from transforms.thresholds import PatternThresholds
+
 DEMO_DIR = Path("data/demo")
 
 
@@ -35,6 +37,10 @@ class PipelineSettings(BaseModel):
     - `MARKETING_FIRST_PARTITION_DATE`: the first daily partition (YYYY-MM-DD).
     - `MARKETING_FUTURE_TOLERANCE_MINUTES`: clock skew allowed before a timestamp counts as
       "in the future" (default 5).
+    - `MARKETING_MAX_REJECTED_SHARE`: a day whose rejected share is above this (default
+      0.5), or that keeps no row of a non-empty day, fails ingest's blocking check.
+    - `MARKETING_PATTERN_<FIELD>`: pattern thresholds (transforms/thresholds.py); the
+      lookback among them shapes the asset graph (the profiles' partition mapping).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -47,6 +53,8 @@ class PipelineSettings(BaseModel):
     staging_dir: str = str(DEMO_DIR / "staged")
     first_partition_date: dt.date = dt.date(2026, 1, 1)
     future_tolerance_minutes: int = Field(default=5, ge=0)
+    max_rejected_share: float = Field(default=0.5, ge=0, le=1)
+    pattern_thresholds: PatternThresholds = Field(default_factory=PatternThresholds)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PipelineSettings:
@@ -61,6 +69,9 @@ class PipelineSettings(BaseModel):
             "staging_dir": "MARKETING_STAGING_DIR",
             "first_partition_date": "MARKETING_FIRST_PARTITION_DATE",
             "future_tolerance_minutes": "MARKETING_FUTURE_TOLERANCE_MINUTES",
+            "max_rejected_share": "MARKETING_MAX_REJECTED_SHARE",
         }
-        values = {field: env[name] for field, name in names.items() if env.get(name)}
+        values: dict[str, object] = {
+            field: env[name] for field, name in names.items() if env.get(name)}
+        values["pattern_thresholds"] = PatternThresholds.from_env(environ=env)
         return cls.model_validate(values)

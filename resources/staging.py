@@ -3,6 +3,12 @@
 The profile step rescans 90 days every hour, and Parquet is what Polars reads fastest;
 daily files let it read exactly the days a window needs. A file is written to a temporary
 name and renamed, so a reader never sees half a day.
+
+Every staged day carries a *token* in its Parquet footer (`marketing.token`): a fresh id
+when its content changes, the old one when a re-ingest produced the very same rows. Derived
+files built from staged days (the purchase-history chain) record the tokens they were built
+from, so anyone can tell whether they still match what is staged now (assets/completeness.py)
+without comparing data, and re-running an unchanged day invalidates nothing.
 """
 
 from __future__ import annotations
@@ -10,12 +16,34 @@ from __future__ import annotations
 import datetime as dt
 import os
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
 
 from transforms.columns import STAGED_TRANSACTION_SCHEMA
+
+TOKEN_KEY = "marketing.token"
+
+
+@dataclass(frozen=True)
+class StagedDay:
+    """What staging one day did: where, which token, and whether the content changed."""
+
+    path: Path
+    token: str
+    rows: int
+    changed: bool
+
+
+def read_lineage(path: Path) -> dict[str, str] | None:
+    """The `marketing.*` key-value pairs of a Parquet file's footer, None if no file."""
+    if not path.is_file():
+        return None
+    metadata = pl.read_parquet_metadata(path)
+    return {key: value for key, value in metadata.items() if key.startswith("marketing.")}
 
 
 class StagingStore(dg.ConfigurableResource):
@@ -27,15 +55,34 @@ class StagingStore(dg.ConfigurableResource):
         folder = Path(self.base_dir) / "transactions" / f"as_of_date={day.isoformat()}"
         return folder / "part.parquet"
 
-    def write_day(self, day: dt.date, frame: pl.DataFrame) -> Path:
+    def write_day(self, day: dt.date, frame: pl.DataFrame) -> StagedDay:
         """Atomically replace one day's file (written even when empty: a day with no
-        transactions is a fact, not a gap)."""
+        transactions is a fact, not a gap).
+
+        If the file already holds exactly these rows it is left alone and keeps its token,
+        so re-ingesting an unchanged day does not make everything built on it stale.
+        """
         target = self.path_for(day)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f".{uuid.uuid4().hex}.tmp")
-        frame.select(list(STAGED_TRANSACTION_SCHEMA)).write_parquet(temporary, statistics=True)
-        os.replace(temporary, target)
-        return target
+        frame = frame.select(list(STAGED_TRANSACTION_SCHEMA))
+        current = self.token_of_day(day)
+        if current is not None and pl.read_parquet(target).equals(frame):
+            return StagedDay(target, current, frame.height, changed=False)
+        token = uuid.uuid4().hex
+        _write_atomically(target, frame, {TOKEN_KEY: token}, statistics=True)
+        return StagedDay(target, token, frame.height, changed=True)
+
+    def token_of_day(self, day: dt.date) -> str | None:
+        """The staged day's token; None if the day has no file (or one from before tokens,
+        which then counts as changed)."""
+        lineage = read_lineage(self.path_for(day))
+        return None if lineage is None else lineage.get(TOKEN_KEY)
+
+    def rows_of_day(self, day: dt.date) -> int | None:
+        """Rows in the staged day's file (read from the footer), None if no file."""
+        path = self.path_for(day)
+        if not path.is_file():
+            return None
+        return int(pl.scan_parquet(path).select(pl.len()).collect().item())
 
     def staged_days(self, first: dt.date, last: dt.date) -> list[dt.date]:
         """Days in [first, last] that have a staged file."""
@@ -62,13 +109,16 @@ class StagingStore(dg.ConfigurableResource):
         """
         return Path(self.base_dir) / name / f"as_of_date={day.isoformat()}" / "part.parquet"
 
-    def write_snapshot(self, name: str, day: dt.date, frame: pl.DataFrame) -> Path:
+    def write_snapshot(self, name: str, day: dt.date, frame: pl.DataFrame,
+                       lineage: Mapping[str, str] | None = None) -> Path:
+        """Atomically replace a derived daily frame; `lineage` (keys `marketing.*`) goes
+        into the file's footer, written in the same rename as the data."""
         target = self.snapshot_path(name, day)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f".{uuid.uuid4().hex}.tmp")
-        frame.write_parquet(temporary)
-        os.replace(temporary, target)
+        _write_atomically(target, frame, dict(lineage or {}))
         return target
+
+    def snapshot_lineage(self, name: str, day: dt.date) -> dict[str, str] | None:
+        return read_lineage(self.snapshot_path(name, day))
 
     def read_snapshot(self, name: str, day: dt.date) -> pl.DataFrame:
         path = self.snapshot_path(name, day)
@@ -78,3 +128,15 @@ class StagingStore(dg.ConfigurableResource):
                 f"materialize {name} for that partition first"
             )
         return pl.read_parquet(path)
+
+
+def _write_atomically(target: Path, frame: pl.DataFrame, metadata: dict[str, str],
+                      statistics: bool = True) -> None:
+    """Write to a temporary name beside `target`, then rename over it (POSIX-atomic)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{uuid.uuid4().hex}.tmp")
+    try:
+        frame.write_parquet(temporary, statistics=statistics, metadata=metadata or None)
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)

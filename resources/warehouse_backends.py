@@ -9,9 +9,10 @@ other table a DELETE and a COPY in one transaction.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -34,6 +35,21 @@ from resources.sql_files import to_dialect
 Params = Mapping[str, Any]
 DUCKDB_LOCK_WAIT_S = 120.0
 READ_BATCH_ROWS = 50_000
+# Class id of the PostgreSQL advisory lock a migration run holds; the second key is the
+# schema's hashtext (PostgresBackend.migration_session).
+MIGRATION_LOCK_CLASS = 874512
+
+
+class MigrationSession(Protocol):
+    """One connection holding the migration lock for a whole run (see `migration_session`)."""
+
+    def execute_script(self, sql: str) -> None:
+        """Run `sql` (several statements) in one transaction: all of it commits, or none."""
+        ...
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        """The rows of one query, read on the session's connection."""
+        ...
 
 
 class WarehouseBackend(Protocol):
@@ -42,6 +58,8 @@ class WarehouseBackend(Protocol):
     dialect: str
 
     def execute_script(self, sql: str) -> None: ...
+
+    def migration_session(self) -> AbstractContextManager[MigrationSession]: ...
 
     def execute(self, sql: str, params: Params | None = None) -> None: ...
 
@@ -81,9 +99,21 @@ class DuckDBBackend:
 
     def execute_script(self, sql: str) -> None:
         with self.connect() as connection:
-            connection.execute("BEGIN")
-            connection.execute(sql)
-            connection.execute("COMMIT")
+            _DuckDBSession(connection).execute_script(sql)
+
+    @contextmanager
+    def migration_session(self) -> Iterator[MigrationSession]:
+        """One write connection for a whole migration run.
+
+        DuckDB lets one process at a time open the file for writing, so holding one
+        connection from reading the applied versions to recording the last file is the
+        lock: a second migrating process waits in `_open_duckdb_waiting_for_lock` until this
+        one closes, then finds the versions applied. Connections of one process share the
+        database instead of locking each other out, so a per-file thread lock orders the
+        migrating threads of one process as well.
+        """
+        with _duckdb_migration_lock(self.path), self.connect() as connection:
+            yield _DuckDBSession(connection)
 
     def execute(self, sql: str, params: Params | None = None) -> None:
         with self.connect() as connection:
@@ -127,6 +157,32 @@ class DuckDBBackend:
             {"schema": self.schema, "table": table},
         )
         return frame["column_name"].to_list()
+
+
+class _DuckDBSession:
+    def __init__(self, connection: duckdb.DuckDBPyConnection) -> None:
+        self.connection = connection
+
+    def execute_script(self, sql: str) -> None:
+        self.connection.execute("BEGIN")
+        try:
+            self.connection.execute(sql)
+            self.connection.execute("COMMIT")
+        except Exception:
+            self.connection.execute("ROLLBACK")
+            raise
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        return self.connection.execute(sql).fetchall()
+
+
+_DUCKDB_MIGRATION_LOCKS: dict[Path, threading.Lock] = {}
+_DUCKDB_MIGRATION_LOCKS_GUARD = threading.Lock()
+
+
+def _duckdb_migration_lock(path: Path) -> threading.Lock:
+    with _DUCKDB_MIGRATION_LOCKS_GUARD:
+        return _DUCKDB_MIGRATION_LOCKS.setdefault(path.resolve(), threading.Lock())
 
 
 def _open_duckdb_waiting_for_lock(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
@@ -183,8 +239,8 @@ class PostgresBackend:
         self._partition_keys: dict[str, str | None] = {}
 
     @contextmanager
-    def connect(self) -> Iterator[psycopg.Connection]:
-        with psycopg.connect(self.conninfo, autocommit=False) as connection:
+    def connect(self, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+        with psycopg.connect(self.conninfo, autocommit=autocommit) as connection:
             _text_json(connection)
             connection.execute(
                 pgsql.SQL("SET search_path TO {}").format(pgsql.Identifier(self.schema))
@@ -192,11 +248,38 @@ class PostgresBackend:
             yield connection
 
     def execute_script(self, sql: str) -> None:
+        """Run a multi-statement script in one transaction (no lock: migrations take theirs
+        in `migration_session`)."""
         with self.connect() as connection:
-            # A session-level advisory lock serialises concurrent migrators (several step
-            # processes may start at once); the key is fixed for this project.
-            connection.execute("SELECT pg_advisory_xact_lock(874512)")
             connection.execute(sql)  # type: ignore[arg-type]
+
+    @contextmanager
+    def migration_session(self) -> Iterator[MigrationSession]:
+        """One connection holding this schema's migration lock for a whole run.
+
+        The lock is a session-level `pg_advisory_lock(874512, hashtext(schema))`, taken
+        before the schema or `schema_migrations` exist and held until the run ends, so
+        concurrent migrators (step processes that start at once) take turns: the first
+        applies the pending files, the others then read them as applied. Session-level, not
+        transaction-level, because each file commits on its own (with its record) while the
+        lock stays held; closing the connection releases it even if the process dies.
+
+        The key is per schema: advisory locks are per database already, and two schemas of
+        one database (one per test, or a staging and a production schema) have nothing to
+        wait for each other about. The two-key form lives in its own key space, apart from
+        the one-key `hashtext` locks of resources/partition_swap.py.
+        """
+        with self.connect(autocommit=True) as connection:
+            connection.execute("SELECT pg_advisory_lock(%s, hashtext(%s))",
+                               (MIGRATION_LOCK_CLASS, self.schema))
+            try:
+                yield _PostgresSession(connection)
+            finally:
+                # Closing the connection releases the lock too; unlocking first keeps a
+                # pooled or reused server session from holding it.
+                with suppress(psycopg.Error):
+                    connection.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))",
+                                       (MIGRATION_LOCK_CLASS, self.schema))
 
     def execute(self, sql: str, params: Params | None = None) -> None:
         with self.connect() as connection:
@@ -257,6 +340,18 @@ class PostgresBackend:
         return frame["column_name"].to_list() if frame.height else []
 
 
+class _PostgresSession:
+    def __init__(self, connection: psycopg.Connection) -> None:
+        self.connection = connection
+
+    def execute_script(self, sql: str) -> None:
+        with self.connection.transaction():
+            self.connection.execute(sql)  # type: ignore[arg-type]
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        return self.connection.execute(sql).fetchall()  # type: ignore[arg-type]
+
+
 def _text_json(connection: psycopg.Connection) -> None:
     """Return json/jsonb/uuid as text, as DuckDB does, so both engines give equal frames."""
     for type_name in ("json", "jsonb", "uuid"):
@@ -273,4 +368,5 @@ def backend_for(dialect: str, *, duckdb_path: Path | None, conninfo: str | None,
     raise ValueError(f"cannot build a {dialect} backend without its connection details")
 
 
-__all__: Sequence[str] = ("DuckDBBackend", "PostgresBackend", "WarehouseBackend", "backend_for")
+__all__: Sequence[str] = ("DuckDBBackend", "MigrationSession", "PostgresBackend",
+                          "WarehouseBackend", "backend_for")

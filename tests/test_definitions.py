@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import dagster as dg
+import pytest
 
 from pipelines.definitions import build_definitions, defs
 from resources.settings import PipelineSettings
@@ -54,16 +55,43 @@ def test_hourly_schedule_targets_todays_partition_with_an_hourly_run_key() -> No
     assert requests[0].tags["marketing/as_of_now"] == tick.isoformat()
 
 
-def test_thresholds_come_from_defaults_then_environment_then_run_config(monkeypatch) -> None:
+def test_thresholds_come_from_defaults_then_environment_then_run_config() -> None:
     from assets.profiles import PatternThresholdsConfig, resolve_thresholds
     from transforms.thresholds import PatternThresholds
 
-    monkeypatch.setenv("MARKETING_PATTERN_INACTIVE_DAYS", "45")
-    monkeypatch.setenv("MARKETING_PATTERN_WEEKEND_SHARE", "0.6")
-    resolved = resolve_thresholds(PatternThresholdsConfig(weekend_share=0.9))
+    settings = PipelineSettings.from_env({"MARKETING_PATTERN_INACTIVE_DAYS": "45",
+                                          "MARKETING_PATTERN_WEEKEND_SHARE": "0.6"})
+    resolved = resolve_thresholds(PatternThresholdsConfig(weekend_share=0.9),
+                                  settings.pattern_thresholds)
     assert resolved.inactive_days == 45  # environment
     assert resolved.weekend_share == 0.9  # run config wins over the environment
     assert resolved.seasonal_ratio == PatternThresholds().seasonal_ratio  # default
+
+
+def test_the_declared_lookback_follows_the_environment_and_run_config_cannot_change_it(
+) -> None:
+    """The profiles' partition mapping is the configured lookback, not a frozen 90, and a
+    run may not read another window than the one declared to Dagster."""
+    from assets.profiles import PatternThresholdsConfig, resolve_thresholds
+
+    settings = PipelineSettings.from_env({"MARKETING_PATTERN_LOOKBACK_DAYS": "30",
+                                          "MARKETING_FIRST_PARTITION_DATE": "2026-01-01"})
+    graph = build_definitions(settings).resolve_asset_graph()
+    mapping = graph.get_partition_mapping(dg.AssetKey("behavioral_profiles"),
+                                          dg.AssetKey("valid_transactions"))
+    assert isinstance(mapping, dg.TimeWindowPartitionMapping)
+    assert mapping.start_offset == -30
+    upstream = mapping.get_upstream_mapped_partitions_result_for_partitions(
+        graph.get(dg.AssetKey("behavioral_profiles")).partitions_def.get_partition_subset_in_time_window(
+            dg.TimeWindow(dt.datetime(2026, 3, 1, tzinfo=dt.UTC),
+                          dt.datetime(2026, 3, 2, tzinfo=dt.UTC))),
+        graph.get(dg.AssetKey("valid_transactions")).partitions_def,
+        graph.get(dg.AssetKey("valid_transactions")).partitions_def,
+    ).partitions_subset.get_partition_keys()
+    assert upstream[0] == "2026-01-30" and upstream[-1] == "2026-03-01"
+    with pytest.raises(dg.Failure, match="lookback_days=60"):
+        resolve_thresholds(PatternThresholdsConfig(lookback_days=60),
+                           settings.pattern_thresholds)
 
 
 def test_every_threshold_is_a_launchpad_setting_of_the_profile_asset() -> None:

@@ -16,9 +16,9 @@ from tests.pipeline_helpers import START, PipelineUnderTest, generated_source, l
 from transforms.validation import REASONS
 
 LAST = last_day()
-# "Now" is noon of the last day: it is the latest partition, so the 2099 rows are read
+# "Now" is 20:00 of the last day: it is the latest partition, so the 2099 rows are read
 # (and quarantined), and the rest of that day has not happened yet.
-NOW = dt.datetime.combine(LAST, dt.time(12), tzinfo=dt.UTC)
+NOW = dt.datetime.combine(LAST, dt.time(20), tzinfo=dt.UTC)
 TYPED_REASONS = {"duplicate_transaction_id", "missing_transaction_id", "missing_user_id",
                  "non_finite_amount", "missing_amount", "future_timestamp", "missing_timestamp"}
 CSV_ONLY_REASONS = {"non_numeric_amount", "unparseable_timestamp", "naive_timestamp"}
