@@ -90,7 +90,7 @@ def run_demo(options: DemoOptions) -> None:
                   f"({config.start_date} .. {last_day}), seed {options.seed}")
     now = dt.datetime.now(dt.UTC)
     users = generate_users(config)
-    transactions = _not_yet_happened_removed(generate_transactions(config, users), now)
+    transactions = happened_by(generate_transactions(config, users), now)
     counts = write_source(settings.source_url,
                           {"users": users, "transactions": transactions})
     progress.step(f"wrote source {settings.source_url}: "
@@ -146,7 +146,7 @@ def simulate_day_events(settings: PipelineSettings, day: dt.date, events: pl.Dat
     return events
 
 
-def _not_yet_happened_removed(transactions: pl.DataFrame, now: dt.datetime) -> pl.DataFrame:
+def happened_by(transactions: pl.DataFrame, now: dt.datetime) -> pl.DataFrame:
     """Drop generated purchases later today than now: they have not happened yet.
 
     The generator fills whole days; without this, today's partition would quarantine

@@ -24,8 +24,10 @@ def run_job_for_days(
     instance: dg.DagsterInstance,
     now: dt.datetime | None = None,
     quiet: bool = True,
+    raise_on_error: bool = True,
 ) -> dg.ExecuteInProcessResult:
-    """Execute `job_name` over the partitions [first, last] in one run, raising on failure."""
+    """Execute `job_name` over the partitions [first, last] in one run, raising on failure
+    unless `raise_on_error` is false (then the result tells)."""
     tags = {
         "dagster/asset_partition_range_start": first.isoformat(),
         "dagster/asset_partition_range_end": last.isoformat(),
@@ -37,5 +39,5 @@ def run_job_for_days(
         instance=instance,
         tags=tags,
         run_config=QUIET_LOGS if quiet else None,
-        raise_on_error=True,
+        raise_on_error=raise_on_error,
     )

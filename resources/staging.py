@@ -4,8 +4,8 @@ The profile step rescans 90 days every hour, and Parquet is what Polars reads fa
 daily files let it read exactly the days a window needs. A file is written to a temporary
 name and renamed, so a reader never sees half a day.
 
-Every staged day carries a *token* in its Parquet footer (`marketing.token`): a fresh id
-when its content changes, the old one when a re-ingest produced the very same rows. Derived
+Every staged day carries a *token* in its Parquet footer (`marketing.token`): a digest of
+its rows, so the same rows get the same token whichever run staged them. Derived
 files built from staged days (the purchase-history chain) record the tokens they were built
 from, so anyone can tell whether they still match what is staged now (assets/completeness.py)
 without comparing data, and re-running an unchanged day invalidates nothing.
@@ -14,6 +14,7 @@ without comparing data, and re-running an unchanged day invalidates nothing.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import uuid
 from collections.abc import Mapping
@@ -36,6 +37,16 @@ class StagedDay:
     token: str
     rows: int
     changed: bool
+
+
+def content_token(frame: pl.DataFrame) -> str:
+    """A digest of the rows regardless of their order: the same rows staged by any path (a
+    day run, a range run, an hourly tick) get the same token, so tokens never make two
+    equal warehouses differ and an unchanged re-ingest is recognised without reading the
+    old file. CSV text of the sorted rows is the canonical form: exact for the staged
+    types (integers, strings, timestamps) and independent of Parquet writer details."""
+    ordered = frame.sort(frame.columns, nulls_last=True) if frame.height else frame
+    return hashlib.sha256(ordered.write_csv().encode()).hexdigest()[:32]
 
 
 def read_lineage(path: Path) -> dict[str, str] | None:
@@ -64,10 +75,9 @@ class StagingStore(dg.ConfigurableResource):
         """
         target = self.path_for(day)
         frame = frame.select(list(STAGED_TRANSACTION_SCHEMA))
-        current = self.token_of_day(day)
-        if current is not None and pl.read_parquet(target).equals(frame):
-            return StagedDay(target, current, frame.height, changed=False)
-        token = uuid.uuid4().hex
+        token = content_token(frame)
+        if self.token_of_day(day) == token:
+            return StagedDay(target, token, frame.height, changed=False)
         _write_atomically(target, frame, {TOKEN_KEY: token}, statistics=True)
         return StagedDay(target, token, frame.height, changed=True)
 
