@@ -150,7 +150,7 @@ def build_campaign_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
         for day in partition_days(context):
             end = as_of_end(day, now)
             plan, audience, users, roi_table = _plan_and_target(
-                warehouse, staging, source, settings, day, end)
+                warehouse, staging, source, settings, day, now)
             _measure(warehouse, source, reporter, day, end)
             _report_plan(reporter, settings, day, plan, audience, users, roi_table)
             context.log.info(f"{day}: {plan.height} campaigns, {audience.height} audience rows")
@@ -189,9 +189,10 @@ def build_campaign_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
 
 
 def _plan_and_target(warehouse: Warehouse, staging: StagingStore, source: TransactionSource,
-                     settings: CampaignConfig, day: dt.date, end: dt.datetime
+                     settings: CampaignConfig, day: dt.date, now: dt.datetime
                      ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Plan day D from what is known before it, pick the audience, resolve statuses."""
+    end = as_of_end(day, now)
     segments = warehouse.read_named("user_segments_for_day", {"day": day})
     profiles = staging.read_snapshot("behavioral_profiles", day)
     yesterday = day - dt.timedelta(days=1)
@@ -224,7 +225,9 @@ def _plan_and_target(warehouse: Warehouse, staging: StagingStore, source: Transa
     # ai_campaigns.status is the current status: that of the latest resolved day, whichever
     # day this run wrote, so re-running an old day never turns a campaign's clock back.
     latest = warehouse.read_named("latest_status_day")["day"][0]
-    warehouse.execute_named("apply_campaign_status", {"day": latest, "updated_at": end})
+    if latest is not None:  # None until a first campaign is planned
+        warehouse.execute_named("apply_campaign_status",
+                                {"day": latest, "day_end": as_of_end(latest, now)})
     return plan, audience, users, roi_table
 
 

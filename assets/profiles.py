@@ -106,6 +106,28 @@ def _incomplete_inputs(warehouse: Warehouse, staging: StagingStore, first_partit
     return gaps
 
 
+def _refusal(failed: list, days: list[dt.date], gaps_by_day: dict[dt.date, list[Gap]]
+             ) -> str:
+    """One paragraph a data engineer can act on: which partitions, the first problem, and
+    why Dagster may have asked for days nobody chose."""
+    refused = sorted(dt.date.fromisoformat(str(evaluation.partition)) for evaluation in failed)
+    first_gap = next(gap for day in refused for gap in gaps_by_day[day])
+    unstaged = sorted({gap.day for day in refused for gap in gaps_by_day[day]
+                       if "not staged" in gap.problem})
+    text = (f"behavioral_profiles refused for {len(refused)} of {len(days)} partitions "
+            f"({refused[0]}..{refused[-1]}): inputs incomplete, first {first_gap} (the "
+            "inputs_complete check of each partition lists every problem).")
+    if unstaged:
+        text += (f" {len(unstaged)} days are not staged ({unstaged[0]}..{unstaged[-1]}): "
+                 f"stage them first with `marketing ingest {unstaged[0]} {unstaged[-1]}`.")
+        if refused[-1] > unstaged[0]:
+            text += (" If you launched an asset backfill from the UI: Dagster also targets "
+                     "every later day whose lookback window includes a backfilled day, up to "
+                     "today, so those days need staging too; or backfill the `refresh_all` "
+                     "job over just your range (docs/consistency.md).")
+    return text
+
+
 def _completeness_evidence(gaps: list[Gap], first: dt.date, day: dt.date) -> dict:
     return {
         "window_first_day": str(first), "window_last_day": str(day),
@@ -156,6 +178,7 @@ def build_profile_assets(first_partition_date: dt.date, partitions: dg.Partition
         now = run_now(context)
         days = partition_days(context)
         reporter = PartitionReporter(context)
+        gaps_by_day: dict[dt.date, list[Gap]] = {}
         for day in days:
             end = as_of_end(day, now)
             gaps = _incomplete_inputs(warehouse, staging, first_partition_date, day, end,
@@ -164,16 +187,13 @@ def build_profile_assets(first_partition_date: dt.date, partitions: dg.Partition
                         _window_first_day(day, end, resolved.lookback_days))
             reporter.check("behavioral_profiles", "inputs_complete", day, passed=not gaps,
                            evidence=_completeness_evidence(gaps, first, day))
+            gaps_by_day[day] = gaps
         if reporter.failed():
             # Refuse before computing anything: a profile from a partial window is wrong,
             # not approximate. The evaluations above name every missing day.
             yield from reporter.finish()
-            missing = "; ".join(str(gap.partition) for gap in reporter.failed())
-            raise dg.Failure(
-                description=f"behavioral_profiles refused for {missing}: inputs incomplete "
-                            "(see the inputs_complete check of each partition)",
-                allow_retries=False,
-            )
+            raise dg.Failure(description=_refusal(reporter.failed(), days, gaps_by_day),
+                             allow_retries=False)
         for day in days:
             end = as_of_end(day, now)
             window = staging.scan_days(_window_first_day(day, end, resolved.lookback_days), day)

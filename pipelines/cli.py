@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 from collections.abc import Sequence
 
@@ -21,15 +20,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_ui(args: argparse.Namespace) -> int:
     from pipelines.demo import load_demo_environment
+    from pipelines.supervisor import run_process_group
 
     environment = {**os.environ}
     if not os.environ.get("MARKETING_WAREHOUSE_URL"):
         environment.update(load_demo_environment())
     print(f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME="
-          f"{environment.get('DAGSTER_HOME', '(default)')}); Ctrl-C stops it")
+          f"{environment.get('DAGSTER_HOME', '(default)')}); Ctrl-C stops it", flush=True)
     command = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml",
                "-h", args.host, "-p", str(args.port)]
-    return subprocess.call(command, env=environment)
+    # Its own process group, stopped as a whole on SIGTERM/SIGINT/SIGHUP (SIGKILL after
+    # 8 s): `subprocess.call` left the webserver, daemon and code servers orphaned.
+    return run_process_group(command, env=environment, name="marketing ui")
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
@@ -115,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     campaign.add_argument("--reason", help="why (kept in campaign_status_overrides)")
     campaign.add_argument("--by", help="who (default: the current OS user)")
     campaign.set_defaults(handler=_cmd_campaign)
+
+    from pipelines.ingest_command import add_ingest_command
+
+    add_ingest_command(commands)  # ingest: stage a range, print rejections
 
     from api.cli import add_api_commands
 

@@ -13,7 +13,7 @@ from datagen.config import GeneratorConfig
 from datagen.generator import generate_transactions, generate_users
 from datagen.writers import write_source
 from pipelines.definitions import build_definitions
-from pipelines.demo import simulate_day_events
+from pipelines.demo import happened_by, simulate_day_events
 from pipelines.jobs import ALL_ASSETS_JOB, INGEST_JOB
 from pipelines.runner import run_job_for_days
 from resources.settings import PipelineSettings
@@ -63,12 +63,16 @@ class PipelineUnderTest:
 def generated_source(tmp_path: Path, source_url: str, *, users: int = 150, days: int = 12,
                      file_format: str = "parquet", warehouse_url: str | None = None,
                      warehouse_schema: str = "marketing", source_schema: str | None = None,
+                     start: dt.date = START, until: dt.datetime | None = None,
                      ) -> PipelineUnderTest:
-    """Write a small generated data set to `source_url` and settings to read it."""
-    config = GeneratorConfig(seed=7, users=users, days=days, start_date=START,
+    """Write a small generated data set to `source_url` and settings to read it; with
+    `until`, only what had happened by then (as a live source holds)."""
+    config = GeneratorConfig(seed=7, users=users, days=days, start_date=start,
                              transactions_per_user_per_day=0.5)
     user_frame = generate_users(config)
     transactions = generate_transactions(config, user_frame)
+    if until is not None:
+        transactions = happened_by(transactions, until)
     counts = write_source(source_url, {"users": user_frame, "transactions": transactions},
                           file_format=file_format, pg_schema=source_schema or "public")
     settings = PipelineSettings(
@@ -77,7 +81,7 @@ def generated_source(tmp_path: Path, source_url: str, *, users: int = 150, days:
         warehouse_url=warehouse_url or f"duckdb:///{tmp_path}/warehouse.duckdb",
         warehouse_schema=warehouse_schema,
         staging_dir=str(tmp_path / "staged"),
-        first_partition_date=START,
+        first_partition_date=start,
     )
     return PipelineUnderTest(settings, user_frame, transactions, counts["transactions"],
                              dg.DagsterInstance.ephemeral())

@@ -35,7 +35,9 @@ from tests.asset_backfills import (
     run_asset_backfill,
 )
 from tests.pipeline_helpers import START, PipelineUnderTest, generated_source, last_day
+from tests.warehouse_snapshots import take_snapshot
 
+DAYS_TO_TODAY = 8
 # Well after the generated history: every backfilled day is complete, none is the latest.
 NOW = dt.datetime.combine(START + dt.timedelta(days=20), dt.time(12), tzinfo=dt.UTC)
 
@@ -65,7 +67,8 @@ def _expected(graph, keys: Sequence[dg.AssetKey], first: dt.date, last: dt.date)
     return {key: days for key in keys if graph.get(key).is_partitioned}
 
 
-def _assert_backfilled(outcome: AssetBackfillOutcome, expected: Expected) -> None:
+def _assert_backfilled(outcome: AssetBackfillOutcome, expected: Expected,
+                       now: dt.datetime = NOW) -> None:
     """Every chosen partition of every selected asset targeted, materialized by the
     backfill's runs, nothing failed, nothing targeted outside the choice, and every run
     carries the backfill's tags (the pinned clock above all)."""
@@ -79,13 +82,13 @@ def _assert_backfilled(outcome: AssetBackfillOutcome, expected: Expected) -> Non
     assert not outcome.missing(expected), \
         f"chosen partitions not materialized: {outcome.missing(expected)}\n{outcome}"
     assert outcome.runs and all(run.status == dg.DagsterRunStatus.SUCCESS
-                                for run in outcome.runs), outcome
+                                for run in outcome.runs), str(outcome)
     beyond = {key.to_user_string(): sorted(days - expected.get(key, frozenset()))
               for key, days in outcome.targeted.items()}
     beyond = {name: days for name, days in beyond.items() if days}
     assert not beyond, f"targets partitions outside the chosen range: {beyond}\n{outcome}"
     for run in outcome.runs:
-        assert run.tags.get(AS_OF_NOW_TAG) == NOW.isoformat(), run.tags
+        assert run.tags.get(AS_OF_NOW_TAG) == now.isoformat(), run.tags
         assert run.tags.get(FROM_UI_TAG) == "true", run.tags
         assert run.tags.get(BACKFILL_ID_TAG) == outcome.backfill_id, run.tags
 
@@ -124,10 +127,11 @@ def test_helper_plans_like_the_daemon_and_catches_what_is_missing(tmp_path: Path
         with pytest.raises(AssertionError, match="does not target"):
             _assert_backfilled(outcome, larger)
 
-        # The iteration cap: a backfill that needs two iterations, allowed one.
+        # The iteration cap: a backfill that needs two iterations, allowed one (and without
+        # a workspace: the helper loads the code location from the exported settings).
         with pytest.raises(AssertionError, match="not terminal after 1 daemon iterations"):
             run_asset_backfill(deployment.instance, keys, first, last, now=NOW,
-                               max_iterations=1, workspace=deployment.workspace)
+                               max_iterations=1)
     after = {key: value for key, value in os.environ.items() if key.startswith("MARKETING_")}
     assert after == before
 
@@ -135,22 +139,63 @@ def test_helper_plans_like_the_daemon_and_catches_what_is_missing(tmp_path: Path
 # --------------------------------------------------------------------------- the probes
 
 
-def test_ui_backfill_of_the_whole_graph_on_a_fresh_deployment_materializes_every_day(
+def test_ui_backfill_of_the_whole_graph_over_past_days_of_a_fresh_deployment_is_refused(
         tmp_path: Path) -> None:
-    """Every materializable asset, START..last_day(), nothing materialized before."""
+    """Every materializable asset, START..last_day(), nothing staged before, today far later.
+
+    Dagster applies the chosen days to the selection's roots and targets, downstream, every
+    partition their partition mappings reach from those days; the profiles' 90-day lookback
+    reaches 90 days forward, and those days are not staged. Nothing may be computed from
+    them: the backfill fails, the profiles materialize nothing, and the refusal says why
+    the extra days are there and what to run."""
     pipeline = _pipeline(tmp_path)
     with backfill_deployment(pipeline.settings) as deployment:
-        graph = deployment.asset_graph
-        keys = _selection(graph)
-        expected = _expected(graph, keys, START, last_day())
-        assert {"valid_transactions", "purchase_history", "behavioral_profiles",
-                "ai_campaigns", "campaign_copy"} <= {key.to_user_string() for key in expected}
+        keys = _selection(deployment.asset_graph)
         outcome = run_asset_backfill(deployment.instance, keys, START, last_day(), now=NOW,
                                      workspace=deployment.workspace)
-    _assert_backfilled(outcome, expected)
+    assert outcome.status == BulkActionStatus.COMPLETED_FAILED, str(outcome)
+    profiles = dg.AssetKey("behavioral_profiles")
+    assert max(outcome.targeted[profiles]) > last_day().isoformat(), str(outcome)
+    assert not outcome.materialized.get(profiles), str(outcome)
+    refusals = [failure for failure in outcome.failures
+                if failure.startswith("behavioral_profiles:")]
+    assert refusals, str(outcome)
+    first_unstaged = (last_day() + dt.timedelta(days=1)).isoformat()
+    assert f"marketing ingest {first_unstaged}" in refusals[0], refusals[0]
+    assert "lookback window" in refusals[0] and "refresh_all" in refusals[0], refusals[0]
 
 
 @pytest.mark.slow
+def test_ui_backfill_of_the_whole_graph_up_to_today_equals_the_day_by_day_replay(
+        tmp_path: Path) -> None:
+    """A deployment whose history ends today (the usual case): the UI backfill of every
+    asset over the whole history targets exactly the chosen days and leaves the same tables
+    and files as running `refresh_all` one day at a time."""
+    now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
+    first = now.date() - dt.timedelta(days=DAYS_TO_TODAY - 1)
+
+    def deployment_at(name: str) -> PipelineUnderTest:
+        (tmp_path / name).mkdir()
+        return generated_source(tmp_path / name, f"duckdb:///{tmp_path / name}/source.duckdb",
+                                days=DAYS_TO_TODAY, start=first, until=now)
+
+    replay = deployment_at("replay")
+    for day in partition_names(first, now.date()):
+        run_job_for_days(replay.definitions, ALL_ASSETS_JOB, dt.date.fromisoformat(day),
+                         dt.date.fromisoformat(day), instance=replay.instance, now=now)
+    ui = deployment_at("ui")
+    with backfill_deployment(ui.settings) as deployment:
+        graph = deployment.asset_graph
+        keys = _selection(graph)
+        outcome = run_asset_backfill(deployment.instance, keys, first, now.date(), now=now,
+                                     workspace=deployment.workspace)
+    _assert_backfilled(outcome, _expected(graph, keys, first, now.date()), now)
+    reference = take_snapshot(replay.settings)
+    assert reference.rows("ai_campaigns") > 0 and reference.rows("behavioral_profiles") > 0
+    differences = take_snapshot(ui.settings).differences(reference)
+    assert not differences, "\n".join(differences[:20])
+
+
 def test_ui_backfill_of_the_campaigns_group_over_two_days_materializes_both_days(
         tmp_path: Path) -> None:
     """History first (ingest of every day, the whole graph day by day up to the day before
@@ -185,7 +230,7 @@ def test_ui_backfill_of_the_profiles_group_from_the_first_day_after_ingest(
         tmp_path: Path) -> None:
     """After ingest of every day, the `profiles` group alone over START..START+3 (the first
     partition has no day before it for the lookback or the history): every partition is
-    materialized, or the backfill fails with the refusing asset's reason."""
+    materialized."""
     pipeline = _pipeline(tmp_path)
     first, last = START, START + dt.timedelta(days=3)
     with backfill_deployment(pipeline.settings) as deployment:
@@ -197,13 +242,7 @@ def test_ui_backfill_of_the_profiles_group_from_the_first_day_after_ingest(
                                                            for key in keys}
         outcome = run_asset_backfill(deployment.instance, keys, first, last, now=NOW,
                                      workspace=deployment.workspace)
-    expected = _expected(graph, keys, first, last)
-    if outcome.status == BulkActionStatus.COMPLETED_SUCCESS:
-        _assert_backfilled(outcome, expected)
-    else:
-        assert outcome.status == BulkActionStatus.COMPLETED_FAILED, outcome
-        assert any(START.isoformat() in failure and "refused" in failure
-                   for failure in outcome.failures), outcome
+    _assert_backfilled(outcome, _expected(graph, keys, first, last))
 
 
 def test_ui_backfill_of_the_profiles_group_before_any_ingest_fails_naming_the_days(
@@ -218,14 +257,14 @@ def test_ui_backfill_of_the_profiles_group_before_any_ingest_fails_naming_the_da
         outcome = run_asset_backfill(deployment.instance, keys, first, last, now=NOW,
                                      workspace=deployment.workspace)
     days = partition_names(first, last)
-    assert outcome.status == BulkActionStatus.COMPLETED_FAILED, outcome
-    assert not outcome.materialized, outcome
+    assert outcome.status == BulkActionStatus.COMPLETED_FAILED, str(outcome)
+    assert not outcome.materialized, str(outcome)
     assert outcome.failed_and_downstream == outcome.targeted == _expected(graph, keys, first,
-                                                                          last), outcome
+                                                                          last), str(outcome)
     refusals = [failure for failure in outcome.failures
                 if failure.startswith("behavioral_profiles:") and "refused" in failure]
-    assert refusals and all(day in refusals[0] for day in days), outcome
+    assert refusals and f"{days[0]}..{days[-1]}" in refusals[0], str(outcome)
     for day in days:
         reasons = [check for check in outcome.failed_checks
                    if "behavioral_profiles/inputs_complete" in check and f"[{day}]" in check]
-        assert reasons and "not staged" in reasons[0], outcome
+        assert reasons and "not staged" in reasons[0], str(outcome)

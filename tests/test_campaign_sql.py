@@ -93,3 +93,34 @@ def test_frames_round_trip_through_the_warehouse(warehouse: Warehouse) -> None:
     assert back["offer_json"].to_list() == plan["offer_json"].to_list()
     row = warehouse.read("SELECT revenue, cost, impressions FROM campaign_metrics").row(0)
     assert [str(row[0]), str(row[1]), row[2]] == ["12.34", "5.00", 10]
+
+
+def test_the_current_status_and_since_when_come_from_the_status_history(
+        warehouse: Warehouse) -> None:
+    """`apply_campaign_status`: ai_campaigns gets the latest day's status, and `updated_at`
+    is the end of the first day of that status's unbroken run (the latest day's end when
+    it began that day), on both engines; an older day's statuses never win."""
+    import datetime as dt
+
+    days = [D + dt.timedelta(days=offset) for offset in range(5)]
+    warehouse.replace_partition("ai_campaigns", campaigns(
+        campaign("c1", "inactive", days[1], days[4], as_of_date=days[0])), partition_value=days[0])
+    history = ["scheduled", "active", "active", "paused", "paused"]
+    for day, status in zip(days, history, strict=True):
+        warehouse.replace_partition("campaign_status", pl.DataFrame(
+            [{"campaign_id": "c1", "as_of_date": day, "status": status, "status_reason": "t"}],
+            schema=STATUS_SCHEMA), partition_value=day)
+
+    def apply(day: dt.date, end: dt.datetime) -> tuple[str, dt.datetime]:
+        warehouse.execute_named("apply_campaign_status", {"day": day, "day_end": end})
+        return warehouse.read("SELECT status, updated_at FROM ai_campaigns").row(0)
+
+    midnight = dt.time(tzinfo=dt.UTC)
+    noon = dt.datetime.combine(days[4], dt.time(12), dt.UTC)
+    # paused since days[3]: the end of days[3] is midnight before days[4]
+    assert apply(days[4], noon) == ("paused", dt.datetime.combine(days[4], midnight))
+    # as of days[2], active since days[1]
+    assert apply(days[2], dt.datetime.combine(days[3], midnight)) == (
+        "active", dt.datetime.combine(days[2], midnight))
+    # a status that began on the day itself: that day's end, even mid-day
+    assert apply(days[3], noon) == ("paused", noon)

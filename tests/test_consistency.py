@@ -17,8 +17,11 @@ equal the reference's:
   day, and leaves nothing that changes the result once the days run in order;
 - a fresh deployment asked for a range after the first partition: refused, naming it.
 
-UI-style asset backfills (one group, the whole graph) are in tests/test_asset_backfill_probe.py
-and compared with the same reference in `test_ui_backfills_equal_the_replay` below.
+- UI asset backfills launched as the asset dialog launches them (tests/asset_backfills.py),
+  one group at a time: ingest, the profiles group alone from the first partition, the
+  campaigns group alone.
+
+More UI backfill probes (the whole graph, refusals) are in tests/test_asset_backfill_probe.py.
 Nothing here measures time; each path counts its runs.
 """
 
@@ -37,6 +40,7 @@ from pipelines.demo import happened_by, simulate_day_events
 from pipelines.jobs import ALL_ASSETS_JOB
 from pipelines.runner import run_job_for_days
 from pipelines.schedules import RANGE_END_TAG, RANGE_START_TAG, hourly_run_request
+from tests.asset_backfills import backfill_deployment, partition_names, run_asset_backfill
 from tests.pipeline_helpers import START, PipelineUnderTest, generated_source, last_day
 from tests.warehouse_snapshots import Snapshot, take_snapshot
 from transforms.events import events_for_source
@@ -203,6 +207,27 @@ def test_runs_out_of_order_are_refused_and_leave_nothing_behind(
     for day in _days(START, CLOSING_DAY):
         per_day.run(day, day)
     _assert_same("runs per partition after a refused one", per_day.snapshot(), reference)
+
+
+def test_ui_backfills_of_one_group_at_a_time_equal_the_replay(
+        deploy, reference: Reference) -> None:
+    """The data team's UI route, group by group as the asset dialog launches them: the
+    ingest group, then the profiles group alone over a range that starts at the first
+    partition, then the campaigns group alone. Each backfill succeeds, and the result is
+    the replay's."""
+    grouped = deploy("ui_groups")
+    grouped.write_events(reference.events)
+    with backfill_deployment(grouped.pipeline.settings) as deployment:
+        graph = deployment.asset_graph
+        for group in ("ingest", "profiles", "campaigns"):
+            keys = [key for key in graph.get_all_asset_keys()
+                    if graph.get(key).is_materializable and graph.get(key).group_name == group]
+            outcome = run_asset_backfill(deployment.instance, keys, START, CLOSING_DAY,
+                                         now=FINAL_NOW, workspace=deployment.workspace)
+            assert outcome.succeeded, str(outcome)
+            assert not outcome.missing({key: frozenset(partition_names(START, CLOSING_DAY))
+                                        for key in keys}), str(outcome)
+    _assert_same("UI backfills group by group", grouped.snapshot(), reference)
 
 
 def test_a_fresh_deployment_asked_for_later_days_is_refused(deploy) -> None:

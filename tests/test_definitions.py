@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+import textwrap
+from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 
 from pipelines.definitions import build_definitions, defs
+from pipelines.jobs import ALL_ASSETS_JOB
 from resources.settings import PipelineSettings
 
 
@@ -102,3 +107,28 @@ def test_every_threshold_is_a_launchpad_setting_of_the_profile_asset() -> None:
     op_config = job.run_config_schema.config_type.fields["ops"].config_type.fields[
         "behavioral_profiles"].config_type.fields["config"].config_type.fields
     assert set(op_config) == set(PatternThresholds.model_fields)
+
+
+def _documented_run_configs() -> list[tuple[str, str]]:
+    """Every YAML block starting with `ops:` in the docs, with the file it is in."""
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    blocks = []
+    for page in ("operations.md", "configuration.md"):
+        text = (docs / page).read_text()
+        for block in re.findall(r"```yaml\n(.*?)```", text, flags=re.DOTALL):
+            if textwrap.dedent(block).startswith("ops:"):
+                blocks.append((page, textwrap.dedent(block)))
+    return blocks
+
+
+def test_the_documented_run_config_is_valid() -> None:
+    """The launchpad examples in the docs name real steps and fields of `refresh_all`."""
+    blocks = _documented_run_configs()
+    assert len(blocks) >= 2
+    job = build_definitions(PipelineSettings()).resolve_job_def(ALL_ASSETS_JOB)
+    for page, block in blocks:
+        config = yaml.safe_load(block)
+        result = dg.validate_run_config(job, config)
+        assert result, f"{page}: {block}"
+    with pytest.raises(dg.DagsterInvalidConfigError):
+        dg.validate_run_config(job, {"ops": {"plan_and_target_campaigns": {"config": {}}}})
