@@ -6,8 +6,9 @@ import datetime as dt
 
 import dagster as dg
 
-# A run tag that pins "now" (ISO 8601, UTC): tests and replays of today's partition use it
-# so that "transactions so far" is reproducible.
+# A run tag that pins "now" (ISO 8601, UTC): schedules, tests and replays set it, so every
+# window end of a run (and of its re-execution) is the same instant. The rows read are the
+# source's at execution time (docs/consistency.md, "Pinned replays").
 AS_OF_NOW_TAG = "marketing/as_of_now"
 
 
