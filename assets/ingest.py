@@ -116,10 +116,11 @@ SHARE_MIN_ROWS = 20
 class DayShare:
     """A day's rows as the rejection check judges them.
 
-    `dated` rows carry a timestamp inside the day, `undated` ones none that could be read
-    (they go to the first partition). Rows dated *after* the day are read only for the
-    latest partition, to quarantine them as future; they say nothing about the day's export
-    and are left out, so a new day holding only far-future rows is quiet, not broken."""
+    `dated` rows carry a timestamp inside the day and before the run's now, `undated` ones
+    none that could be read (they go to the first partition). Rows dated after the day, or
+    after the run's now, are read only by the latest partition, to quarantine them as
+    future; they say nothing about the day's export and are left out (`dated_later`), so a
+    new day holding only far-future rows is quiet, not broken."""
 
     dated: int
     undated: int
@@ -144,9 +145,15 @@ class DayShare:
         return self.own < SHARE_MIN_ROWS or self.share <= max_rejected_share
 
 
-def _day_share(raw: pl.DataFrame, day: dt.date, outcome: ValidationOutcome) -> DayShare:
+def _day_share(raw: pl.DataFrame, day: dt.date, outcome: ValidationOutcome,
+               latest_allowed: dt.datetime) -> DayShare:
+    """Rows dated after the run's now (plus the tolerance) are left out as well: at the
+    00:05 tick, or when a pinned tick is re-executed later, the rest of the day has not
+    happened yet as of the run, and quarantining it as future says nothing about the
+    export."""
     parsed = parse_timestamp_columns(raw.schema["occurred_at"])[0]
-    later, undated = raw.select((parsed.dt.date() > day).sum().alias("later"),
+    cutoff = min(_midnight(day + dt.timedelta(days=1)), latest_allowed)
+    later, undated = raw.select((parsed >= cutoff).sum().alias("later"),
                                 parsed.is_null().sum().alias("undated")).row(0) \
         if raw.height else (0, 0)
     return DayShare(dated=outcome.rows_read - later - undated, undated=undated,
@@ -216,7 +223,7 @@ def build_ingest_assets(first_partition_date: dt.date, partitions: dg.Partitions
                 summaries.append(_summary_row(day, outcome, staged))
                 totals.add(outcome)
                 outcomes[day] = outcome
-                shares[day] = _day_share(raw, day, outcome)
+                shares[day] = _day_share(raw, day, outcome, now + future_tolerance)
             warehouse.replace_partition_range("rejected_transactions", pl.concat(rejected),
                                               first=chunk[0], last=chunk[-1])
             warehouse.replace_partition_range("staged_partitions", pl.DataFrame(summaries),

@@ -163,12 +163,24 @@ def test_llm_copy_through_the_asset_then_served_from_the_cache(graph, monkeypatc
     with FakeTogether() as server:
         monkeypatch.setenv("TOGETHER_API_KEY", "test-key-not-secret")
         monkeypatch.setenv("TOGETHER_BASE_URL", server.base_url)
-        pipeline.run(ALL_ASSETS_JOB, day, day, NOW)
+        # One range run over the analyzed days, as a backfill runs them: each partition's
+        # metadata carries that day's calls and campaigns only, and they add up.
+        result = pipeline.run(ALL_ASSETS_JOB, day, LAST, NOW)
         first_calls = server.calls
         copy = _table(pipeline, "campaign_copy", "as_of_date", day)
         pipeline.run(ALL_ASSETS_JOB, day, day, NOW)
         assert server.calls == first_calls  # an unchanged partition makes no call
     assert first_calls >= 1
+    per_day = {materialization.partition: materialization.metadata
+               for materialization in result.asset_materializations_for_node("campaign_copy")
+               if "calls_made" in materialization.metadata}
+    analyzed = {str(day + dt.timedelta(days=offset)) for offset in range((LAST - day).days + 1)}
+    assert set(per_day) == analyzed
+    assert sum(meta["calls_made"].value for meta in per_day.values()) == first_calls
+    for partition, meta in per_day.items():
+        planned = _table(pipeline, "ai_campaigns", "as_of_date", dt.date.fromisoformat(partition))
+        assert meta["campaigns"].value == planned.height, partition
+    assert per_day[str(day)]["calls_made"].value >= 1
     assert set(copy["copy_source"]) == {"llm"}
     assert copy["model"].is_not_null().all()
     assert set(_table(pipeline, "campaign_copy", "as_of_date", day)["copy_source"]) == {"cache"}
