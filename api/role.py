@@ -28,7 +28,7 @@ RESULT_TABLES = (
     "ai_campaigns", "campaign_metrics", "campaign_incrementality", "campaign_recommendations",
     "campaign_copy", "campaign_audience", "campaign_delivery", "campaign_status",
     "user_segments", "segment_overlap", "behavioral_profiles", "staged_partitions",
-    "rejected_transactions", "schema_migrations",
+    "rejected_transactions", "rejected_files", "schema_migrations",
 )
 
 

@@ -16,9 +16,11 @@ from dagster import AssetExecutionContext
 
 from assets.partition_results import PartitionReporter
 from pipelines.partitions import partition_days, run_now
-from resources.sources import DayRead, TransactionSource
+from resources.source_files import RejectedFile
+from resources.sources import DayRead, SourceDataError, TransactionSource
 from resources.staging import StagedDay, StagingStore
 from resources.warehouse import Warehouse
+from transforms.ingest_policy import IngestPolicy
 from transforms.timestamps import parse_timestamp_columns, split_by_day
 from transforms.validation import ValidationOutcome, validate_transactions
 
@@ -48,20 +50,25 @@ class IngestTotals:
     accepted: int = 0
     rejected: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
+    notes: Counter[str] = field(default_factory=Counter)
+    rejected_files: dict[str, RejectedFile] = field(default_factory=dict)
 
     def add(self, outcome: ValidationOutcome) -> None:
         self.read += outcome.rows_read
         self.accepted += outcome.accepted.height
         self.rejected += outcome.rejected.height
         self.reasons.update(outcome.reason_counts())
+        self.notes.update(outcome.notes)
 
 
 def _midnight(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
 
 
-def _summary_row(day: dt.date, outcome: ValidationOutcome, staged: StagedDay) -> dict:
+def _summary_row(day: dt.date, outcome: ValidationOutcome, staged: StagedDay,
+                 files_rejected: int) -> dict:
     amounts = outcome.accepted["amount_cents"]
+    notes = outcome.notes
     return {
         "as_of_date": day,
         "rows_read": outcome.rows_read,
@@ -74,6 +81,12 @@ def _summary_row(day: dt.date, outcome: ValidationOutcome, staged: StagedDay) ->
         "window_start": _midnight(day),
         "window_end": _midnight(day + dt.timedelta(days=1)),
         "stage_token": staged.token,
+        "rows_date_only": notes.get("date_only_timestamp", 0),
+        "rows_naive_assumed": notes.get("naive_timestamp_assumed", 0),
+        "rows_rounded": notes.get("rounded_amount", 0),
+        "rows_converted": notes.get("converted_currency", 0),
+        "rows_unknown_user": notes.get("unknown_user", 0),
+        "files_rejected": files_rejected,
     }
 
 
@@ -146,12 +159,12 @@ class DayShare:
 
 
 def _day_share(raw: pl.DataFrame, day: dt.date, outcome: ValidationOutcome,
-               latest_allowed: dt.datetime) -> DayShare:
+               latest_allowed: dt.datetime, time_zone: str) -> DayShare:
     """Rows dated after the run's now (plus the tolerance) are left out as well: at the
     00:05 tick, or when a pinned tick is re-executed later, the rest of the day has not
     happened yet as of the run, and quarantining it as future says nothing about the
     export."""
-    parsed = parse_timestamp_columns(raw.schema["occurred_at"])[0]
+    parsed = parse_timestamp_columns(raw.schema["occurred_at"], time_zone=time_zone)[0]
     cutoff = min(_midnight(day + dt.timedelta(days=1)), latest_allowed)
     later, undated = raw.select((parsed >= cutoff).sum().alias("later"),
                                 parsed.is_null().sum().alias("undated")).row(0) \
@@ -161,19 +174,88 @@ def _day_share(raw: pl.DataFrame, day: dt.date, outcome: ValidationOutcome,
                     dated_later=later)
 
 
+def _known_users(source: TransactionSource, until: dt.datetime) -> pl.DataFrame | None:
+    """The source's users who had signed up by `until` (user_id, signed_up_at); None when
+    the source has no users table, so users are then not checked (and the metadata says
+    so) rather than every row counting as unknown."""
+    try:
+        users = source.read_users(until)
+    except FileNotFoundError:
+        return None
+    return users.select("user_id", pl.col("signed_up_at").dt.convert_time_zone("UTC"))
+
+
+def _users_by(users: pl.DataFrame | None, as_of_end: dt.datetime) -> pl.Series | None:
+    if users is None:
+        return None
+    return users.filter(pl.col("signed_up_at") < as_of_end)["user_id"]
+
+
+def _emptied_days(outcomes: dict[dt.date, ValidationOutcome], staging: StagingStore
+                  ) -> dict[dt.date, int]:
+    """Days that held staged rows and would now read none: what a header-only, truncated
+    or wrongly filtered export looks like, rather than a day on which nothing happened."""
+    emptied = {}
+    for day, outcome in outcomes.items():
+        if outcome.rows_read == 0:
+            before = staging.rows_of_day(day) or 0
+            if before:
+                emptied[day] = before
+    return emptied
+
+
+def _refuse_emptying(emptied: dict[dt.date, int], rejected_files: list[RejectedFile],
+                     source: TransactionSource) -> dg.Failure:
+    listed = ", ".join(f"{day} ({rows:,} rows staged)" for day, rows in sorted(emptied.items()))
+    files = "; ".join(f"{file.path}: {file.reason}" for file in rejected_files)
+    return dg.Failure(
+        description=(
+            f"refusing to empty {len(emptied)} staged day(s): {listed}. The source "
+            f"({source.display_url}) now returns no row for them"
+            + (f", and these files were refused: {files}" if files else "")
+            + ". A header-only or truncated export looks like this. Nothing of these days "
+            "was changed. If the days really are empty now, set "
+            "MARKETING_ALLOW_EMPTYING_DAYS=1 and re-run."),
+        metadata={"emptied_days": [str(day) for day in sorted(emptied)]},
+        allow_retries=False,
+    )
+
+
+def _read_chunk(source: TransactionSource, read: DayRead, time_zone: str):
+    """The source rows of a chunk; a source whose shape is wrong fails without retries
+    (retrying a missing column or folder cannot help)."""
+    try:
+        return source.read_transactions(read, time_zone)
+    except (SourceDataError, FileNotFoundError) as error:
+        raise dg.Failure(description=f"cannot read transactions: {error}",
+                         allow_retries=False) from error
+
+
+def _rejected_file_rows(chunk: list[dt.date], files: list[RejectedFile]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [{"as_of_date": day, "source_file": file.path, "reason_code": file.reason_code,
+          "reason": file.reason} for day in chunk for file in files],
+        schema={"as_of_date": pl.Date, "source_file": pl.String, "reason_code": pl.String,
+                "reason": pl.String})
+
+
 def build_ingest_assets(first_partition_date: dt.date, partitions: dg.PartitionsDefinition,
-                        future_tolerance: dt.timedelta, max_rejected_share: float
+                        future_tolerance: dt.timedelta, max_rejected_share: float, *,
+                        policy: IngestPolicy | None = None, allow_emptying_days: bool = False
                         ) -> dg.AssetsDefinition:
     """The `valid_transactions` / `rejected_transactions` pair for the given partitions."""
+    policy = policy or IngestPolicy()
 
     @dg.multi_asset(
         specs=[
             dg.AssetSpec(
-                "valid_transactions", deps=[transactions_source], group_name=INGEST_GROUP,
+                "valid_transactions", deps=[transactions_source, users_source],
+                group_name=INGEST_GROUP,
                 description="Validated transactions staged as daily Parquet files.",
             ),
             dg.AssetSpec(
-                "rejected_transactions", deps=[transactions_source], group_name=INGEST_GROUP,
+                "rejected_transactions", deps=[transactions_source, users_source],
+                group_name=INGEST_GROUP,
                 description="Rows that failed validation, kept with their reason.",
             ),
         ],
@@ -190,6 +272,12 @@ def build_ingest_assets(first_partition_date: dt.date, partitions: dg.Partitions
                             f"(MARKETING_MAX_REJECTED_SHARE; days of {SHARE_MIN_ROWS}+ rows), "
                             "and at least one row kept from a day with rows dated in it; "
                             "names the top reasons.",
+            ),
+            dg.AssetCheckSpec(
+                "files_readable", asset="valid_transactions", blocking=False,
+                partitions_def=partitions,
+                description="Every export file could be read (a refused file is listed in "
+                            "rejected_files with its reason; its rows are not staged).",
             ),
         ],
         partitions_def=partitions,
@@ -210,26 +298,46 @@ def build_ingest_assets(first_partition_date: dt.date, partitions: dg.Partitions
         reporter = PartitionReporter(context)
         outcomes: dict[dt.date, ValidationOutcome] = {}
         shares: dict[dt.date, DayShare] = {}
+        files_by_day: dict[dt.date, list[RejectedFile]] = {}
+        users_checked = True
         for chunk in _chunks(days, DAYS_PER_CHUNK):
             end = _midnight(chunk[-1] + dt.timedelta(days=1))
             read = DayRead(_midnight(chunk[0]), end, include_later=end > now,
                            include_undated=chunk[0] == first_partition_date)
+            rows = _read_chunk(source, read, policy.source_time_zone)
+            users = _known_users(source, min(end, now))
+            chunk_outcomes: dict[dt.date, ValidationOutcome] = {}
+            for day, raw in split_by_day(rows.frame, chunk[0], chunk[-1],
+                                         policy.source_time_zone).items():
+                as_of_end = min(_midnight(day + dt.timedelta(days=1)), now)
+                chunk_outcomes[day] = validate_transactions(
+                    raw, latest_allowed=now + future_tolerance, policy=policy,
+                    known_users=_users_by(users, as_of_end))
+                shares[day] = _day_share(raw, day, chunk_outcomes[day], now + future_tolerance,
+                                         policy.source_time_zone)
+            emptied = _emptied_days(chunk_outcomes, staging)
+            if emptied and not allow_emptying_days:
+                raise _refuse_emptying(emptied, rows.rejected_files, source)
             rejected, summaries = [], []
-            for day, raw in split_by_day(source.read_transactions(read), chunk[0],
-                                         chunk[-1]).items():
-                outcome = validate_transactions(raw, latest_allowed=now + future_tolerance)
+            for day, outcome in chunk_outcomes.items():
                 staged = staging.write_day(day, outcome.accepted)
                 rejected.append(outcome.rejected.with_columns(pl.lit(day).alias("as_of_date")))
-                summaries.append(_summary_row(day, outcome, staged))
+                summaries.append(_summary_row(day, outcome, staged, len(rows.rejected_files)))
                 totals.add(outcome)
                 outcomes[day] = outcome
-                shares[day] = _day_share(raw, day, outcome, now + future_tolerance)
+            totals.rejected_files.update({file.path: file for file in rows.rejected_files})
+            files_by_day.update({day: rows.rejected_files for day in chunk})
+            users_checked = users is not None
             warehouse.replace_partition_range("rejected_transactions", pl.concat(rejected),
+                                              first=chunk[0], last=chunk[-1])
+            warehouse.replace_partition_range("rejected_files",
+                                              _rejected_file_rows(chunk, rows.rejected_files),
                                               first=chunk[0], last=chunk[-1])
             warehouse.replace_partition_range("staged_partitions", pl.DataFrame(summaries),
                                               first=chunk[0], last=chunk[-1])
             context.log.info(f"ingested {chunk[0]}..{chunk[-1]}: {totals.read:,} rows so far, "
-                             f"{totals.rejected:,} rejected")
+                             f"{totals.rejected:,} rejected, "
+                             f"{len(totals.rejected_files)} file(s) refused")
         stored = _stored_counts(warehouse, staging, days)
         for day in days:
             outcome = outcomes[day]
@@ -252,8 +360,18 @@ def build_ingest_assets(first_partition_date: dt.date, partitions: dg.Partitions
                            f"{day}: {share.rejected:,} of {share.own:,} rows of the day "
                            f"rejected ({share.share:.0%}, limit {max_rejected_share:.0%}); "
                            f"top reasons: {reasons}")
-            reporter.metadata("valid_transactions", day, {**counts,
-                                                          "path": str(staging.path_for(day))})
+            files = files_by_day[day]
+            reporter.check("valid_transactions", "files_readable", day, passed=not files,
+                           evidence={"files_rejected": len(files),
+                                     "files": "; ".join(f"{file.path}: {file.reason_code}"
+                                                        for file in files) or "none"},
+                           description=None if not files else
+                           f"{day}: {len(files)} export file(s) refused: "
+                           + "; ".join(f"{file.path} ({file.reason})" for file in files))
+            reporter.metadata("valid_transactions", day, {
+                **counts, **{f"accepted_with/{code}": count
+                             for code, count in sorted(outcome.notes.items())},
+                "users_checked": users_checked, "path": str(staging.path_for(day))})
             reporter.metadata("rejected_transactions", day, {
                 "rows_rejected": outcome.rejected.height, "top_reasons": reasons})
         reason_table = "\n".join(
@@ -263,6 +381,11 @@ def build_ingest_assets(first_partition_date: dt.date, partitions: dg.Partitions
             metadata={
                 "staging_dir": dg.MetadataValue.path(staging.base_dir),
                 "as_of_now": now.isoformat(),
+                "accepted_with_a_decision": dg.MetadataValue.json(dict(totals.notes)),
+                "rejected_files": dg.MetadataValue.md(
+                    "| file | reason |\n|---|---|\n" + ("\n".join(
+                        f"| {file.path} | {file.reason} |"
+                        for file in totals.rejected_files.values()) or "| (none) | |")),
             },
         )
         yield dg.MaterializeResult(

@@ -21,9 +21,10 @@ Source tables have no primary keys or NOT NULL constraints on purpose: the broke
 
 CSV cannot hold typed values, so a CSV export also carries the breakages that only text can
 have (``CSV_ONLY_BROKEN_ROW_KINDS``): three copies of a real purchase, appended after the
-typed rows, one with amount ``abc``, one with occurred_at ``not-a-date`` and one with a naive
-timestamp (no UTC offset, a time inside the history). Typed timestamps in CSV are ISO 8601
-with an explicit ``+00:00`` offset; nulls are empty fields; NaN is ``NaN``.
+typed rows, one with amount ``abc``, one with occurred_at ``not-a-date`` and one with a
+zero-padded user id (``0`` + the id: text, not the same user as the id, so not an integer
+id). Typed timestamps in CSV are ISO 8601 with an explicit ``+00:00`` offset; nulls are
+empty fields; NaN is ``NaN``.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ CSV_DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.6f%:z"
 CSV_ONLY_BROKEN_ROW_KINDS: dict[str, str] = {
     "unparseable_amount": 'amount is the text "abc"',
     "unparseable_occurred_at": 'occurred_at is the text "not-a-date"',
-    "naive_occurred_at": "occurred_at has no UTC offset (e.g. 2026-01-02 10:00:00)",
+    "padded_user_id": 'user_id is zero-padded text (e.g. "07" for user 7)',
 }
 PG_NULL = r"\N"
 COPY_CHUNK_ROWS = 250_000
@@ -215,7 +216,6 @@ def _csv_only_broken_rows(transactions: pl.DataFrame) -> pl.DataFrame:
         else pl.col(col).cast(pl.String)
         for col, dtype in base.schema.items()
     )
-    naive = base["occurred_at"].dt.to_string("%Y-%m-%d %H:%M:%S")[0]
     kind = pl.col("kind")
     return (
         pl.concat([text] * len(kinds))
@@ -227,9 +227,10 @@ def _csv_only_broken_rows(transactions: pl.DataFrame) -> pl.DataFrame:
             .otherwise(pl.col("amount")),
             occurred_at=pl.when(kind == "unparseable_occurred_at")
             .then(pl.lit("not-a-date"))
-            .when(kind == "naive_occurred_at")
-            .then(pl.lit(naive))
             .otherwise(pl.col("occurred_at")),
+            user_id=pl.when(kind == "padded_user_id")
+            .then(pl.concat_str(pl.lit("0"), pl.col("user_id")))
+            .otherwise(pl.col("user_id")),
         )
         .select(transactions.columns)
     )

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from transforms.ingest_policy import IngestPolicy
 from transforms.thresholds import PatternThresholds
 
 DEMO_DIR = Path("data/demo")
@@ -39,6 +40,11 @@ class PipelineSettings(BaseModel):
       "in the future" (default 5).
     - `MARKETING_MAX_REJECTED_SHARE`: a day whose rejected share is above this (default
       0.5), or that keeps no row of a non-empty day, fails ingest's blocking check.
+    - `MARKETING_ALLOW_EMPTYING_DAYS`: `1` lets a re-ingest replace a staged day that held
+      rows by an empty one (default: refused, as a header-only or truncated export would).
+    - `MARKETING_SOURCE_TIME_ZONE`, `MARKETING_NAIVE_TIMESTAMPS`, `MARKETING_SUB_CENT_AMOUNTS`,
+      `MARKETING_BASE_CURRENCY`, `MARKETING_CURRENCY_RATES`, `MARKETING_UNKNOWN_USERS`:
+      how ingest treats ambiguous values (transforms/ingest_policy.py).
     - `MARKETING_PATTERN_<FIELD>`: pattern thresholds (transforms/thresholds.py); the
       lookback among them shapes the asset graph (the profiles' partition mapping).
     """
@@ -54,6 +60,8 @@ class PipelineSettings(BaseModel):
     first_partition_date: dt.date = dt.date(2026, 1, 1)
     future_tolerance_minutes: int = Field(default=5, ge=0)
     max_rejected_share: float = Field(default=0.5, ge=0, le=1)
+    allow_emptying_days: bool = False
+    ingest_policy: IngestPolicy = Field(default_factory=IngestPolicy)
     pattern_thresholds: PatternThresholds = Field(default_factory=PatternThresholds)
 
     @classmethod
@@ -70,8 +78,19 @@ class PipelineSettings(BaseModel):
             "first_partition_date": "MARKETING_FIRST_PARTITION_DATE",
             "future_tolerance_minutes": "MARKETING_FUTURE_TOLERANCE_MINUTES",
             "max_rejected_share": "MARKETING_MAX_REJECTED_SHARE",
+            "allow_emptying_days": "MARKETING_ALLOW_EMPTYING_DAYS",
+        }
+        policy_names = {
+            "source_time_zone": "MARKETING_SOURCE_TIME_ZONE",
+            "naive_timestamps": "MARKETING_NAIVE_TIMESTAMPS",
+            "sub_cent_amounts": "MARKETING_SUB_CENT_AMOUNTS",
+            "base_currency": "MARKETING_BASE_CURRENCY",
+            "currency_rates": "MARKETING_CURRENCY_RATES",
+            "unknown_users": "MARKETING_UNKNOWN_USERS",
         }
         values: dict[str, object] = {
             field: env[name] for field, name in names.items() if env.get(name)}
         values["pattern_thresholds"] = PatternThresholds.from_env(environ=env)
+        values["ingest_policy"] = IngestPolicy.model_validate(
+            {field: env[name] for field, name in policy_names.items() if env.get(name)})
         return cls.model_validate(values)

@@ -10,19 +10,24 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 
 import dagster as dg
 import polars as pl
 
 from resources.connection_url import parse_backend_url, redact_url
+from resources.source_files import FileRows, export_files, read_transaction_files
 from resources.sql_files import load_query
 from resources.warehouse_backends import WarehouseBackend, backend_for
 from transforms.columns import TRANSACTION_OPTIONAL_COLUMNS, TRANSACTION_REQUIRED_COLUMNS
 from transforms.timestamps import parse_timestamp_columns
+from transforms.validation import SOURCE_FILE_COLUMN
 
 USER_COLUMNS = ("user_id", "signed_up_at", "marketing_opt_in", "email")
 EVENT_COLUMNS = ("event_id", "campaign_id", "user_id", "event_type", "occurred_at", "revenue")
+
+
+class SourceDataError(ValueError):
+    """The source is readable but its shape is wrong: not transient, never retried."""
 
 
 @dataclass(frozen=True)
@@ -58,29 +63,48 @@ class TransactionSource(dg.ConfigurableResource):
     def display_url(self) -> str:
         return redact_url(self.url)
 
-    def read_transactions(self, read: DayRead) -> pl.DataFrame:
-        """The raw rows of one day, typed as the source has them (text for CSV)."""
+    def read_transactions(self, read: DayRead, time_zone: str = "UTC") -> FileRows:
+        """The raw rows of a day range, typed as the source has them (text for CSV), in a
+        total order, each with its provenance; for exports, the files that were refused.
+
+        `time_zone` is the zone of naive timestamps (see transforms/ingest_policy.py); a
+        database source must then store `timestamptz` or UTC, since its day filter runs in
+        SQL."""
         if self._database is None:
-            return self._read_transaction_files(read)
+            return read_transaction_files(
+                self._file_root, read.day_start, read.day_end,
+                include_later=read.include_later, include_undated=read.include_undated,
+                time_zone=time_zone)
         columns = self._existing_columns(
             "transactions", TRANSACTION_REQUIRED_COLUMNS + TRANSACTION_OPTIONAL_COLUMNS
         )
-        query = load_query("source_transactions").replace("{columns}", ", ".join(columns))
-        return self._database.read(query, {
+        missing = [column for column in TRANSACTION_REQUIRED_COLUMNS if column not in columns]
+        if missing:
+            raise SourceDataError(
+                f"source table transactions ({self.display_url}) lacks required columns "
+                f"{missing}; it has {self._database.table_columns('transactions')}")
+        query = (load_query("source_transactions").replace("{columns}", ", ".join(columns))
+                 .replace("{order}", ", ".join(f"{column} NULLS LAST" for column in
+                                               _total_order(columns))))
+        frame = self._database.read(query, {
             "day_start": read.day_start,
             "day_end": read.day_end,
             "include_later": read.include_later,
             "include_undated": read.include_undated,
         })
+        dtype = frame.schema.get("occurred_at")
+        if time_zone != "UTC" and isinstance(dtype, pl.Datetime) and dtype.time_zone is None:
+            raise SourceDataError(
+                f"transactions.occurred_at in {self.display_url} is a timestamp without time "
+                f"zone and MARKETING_SOURCE_TIME_ZONE is {time_zone}: the day filter runs in "
+                "SQL and would cut days at UTC midnight. Store timestamptz, or UTC.")
+        return FileRows(frame.with_columns(pl.lit("transactions").alias(SOURCE_FILE_COLUMN)),
+                        files_read=0, rejected_files=[])
 
     def read_users(self, as_of_end: dt.datetime) -> pl.DataFrame:
         """Users who had signed up before `as_of_end`."""
         if self._database is None:
-            frame = _scan_table(self._file_root, "users").collect()
-            frame = frame.with_columns(
-                parse_timestamp_columns(frame.schema["signed_up_at"], "signed_up_at")[0]
-                .alias("signed_up_at")
-            )
+            frame = _typed_user_file(_scan_table(self._file_root, "users").collect())
             return frame.filter(pl.col("signed_up_at") < as_of_end).sort("user_id")
         columns = self._existing_columns("users", USER_COLUMNS)
         query = load_query("source_users").replace("{columns}", ", ".join(columns))
@@ -109,22 +133,24 @@ class TransactionSource(dg.ConfigurableResource):
     def _file_root(self) -> str:
         return self.url.removeprefix("file://")
 
-    def _read_transaction_files(self, read: DayRead) -> pl.DataFrame:
-        frame = _scan_table(self._file_root, "transactions")
-        parsed_at = parse_timestamp_columns(frame.collect_schema()["occurred_at"])[0]
-        dated = parsed_at.alias("_dated_at")
-        in_scope = (pl.col("_dated_at") >= read.day_start) & (pl.col("_dated_at") < read.day_end)
-        if read.include_later:
-            in_scope |= pl.col("_dated_at") >= read.day_end
-        if read.include_undated:
-            in_scope |= pl.col("_dated_at").is_null()
-        return (
-            frame.with_columns(dated)
-            .filter(in_scope)
-            .sort("_dated_at", "transaction_id", nulls_last=True)
-            .drop("_dated_at")
-            .collect()
-        )
+
+def _typed_user_file(frame: pl.DataFrame) -> pl.DataFrame:
+    """A users export typed like the database table: a CSV holds only text, and a text
+    `marketing_opt_in` of "false" must not count as consent."""
+    schema = frame.schema
+    typed = [parse_timestamp_columns(schema["signed_up_at"], "signed_up_at")[0]]
+    if schema["user_id"] == pl.String:
+        typed.append(pl.col("user_id").str.strip_chars().cast(pl.Int64, strict=False))
+    if schema.get("marketing_opt_in") == pl.String:
+        typed.append(pl.col("marketing_opt_in").str.strip_chars().str.to_lowercase()
+                     .is_in(["true", "t", "1", "yes", "y"]).alias("marketing_opt_in"))
+    return frame.with_columns(typed)
+
+
+def _total_order(columns: list[str]) -> list[str]:
+    """Timestamp and id first, as for exports, then every other column read."""
+    first = [column for column in ("occurred_at", "transaction_id") if column in columns]
+    return first + [column for column in columns if column not in first]
 
 
 def _scan_table(root: str, table: str) -> pl.LazyFrame:
@@ -133,15 +159,7 @@ def _scan_table(root: str, table: str) -> pl.LazyFrame:
     CSV is read as text throughout: validation, not the CSV reader, decides what a value
     means, so a malformed cell becomes a rejected row with a reason instead of a crash.
     """
-    base = Path(root)
-    candidates = [
-        (sorted(base.glob(f"{table}.parquet")) + sorted(base.glob(f"{table}/*.parquet")),
-         "parquet"),
-        (sorted(base.glob(f"{table}.csv")) + sorted(base.glob(f"{table}/*.csv")), "csv"),
-    ]
-    for files, kind in candidates:
-        if files:
-            if kind == "parquet":
-                return pl.scan_parquet(files)
-            return pl.scan_csv(files, infer_schema=False)
-    raise FileNotFoundError(f"no {table}.parquet/.csv or {table}/*.parquet|csv under {root}")
+    files = export_files(root, table)
+    if files[0].suffix == ".parquet":
+        return pl.scan_parquet(files)
+    return pl.scan_csv(files, infer_schema=False)

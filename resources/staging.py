@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -140,10 +141,34 @@ class StagingStore(dg.ConfigurableResource):
         return pl.read_parquet(path)
 
 
+# A temporary file older than this is a leftover of a writer that was killed (a write of
+# one day's file takes seconds); younger ones may belong to a concurrent writer.
+LEFTOVER_AGE_SECONDS = 15 * 60
+
+
+def sweep_leftovers(folder: Path, now: float | None = None) -> list[Path]:
+    """Delete `.<hex>.tmp` files a killed writer left in `folder`; return them."""
+    if not folder.is_dir():
+        return []
+    now = time.time() if now is None else now
+    removed = []
+    for leftover in folder.glob(".*.tmp"):
+        try:
+            if now - leftover.stat().st_mtime > LEFTOVER_AGE_SECONDS:
+                leftover.unlink()
+                removed.append(leftover)
+        except FileNotFoundError:  # another sweeper got there first
+            continue
+    return removed
+
+
 def _write_atomically(target: Path, frame: pl.DataFrame, metadata: dict[str, str],
                       statistics: bool = True) -> None:
-    """Write to a temporary name beside `target`, then rename over it (POSIX-atomic)."""
+    """Write to a temporary name beside `target`, then rename over it (POSIX-atomic).
+    A failure removes the temporary file; a kill cannot, so the next write of the same
+    folder sweeps what a killed writer left."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    sweep_leftovers(target.parent)
     temporary = target.with_name(f".{uuid.uuid4().hex}.tmp")
     try:
         frame.write_parquet(temporary, statistics=statistics, metadata=metadata or None)

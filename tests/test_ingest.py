@@ -21,7 +21,7 @@ LAST = last_day()
 NOW = dt.datetime.combine(LAST, dt.time(20), tzinfo=dt.UTC)
 TYPED_REASONS = {"duplicate_transaction_id", "missing_transaction_id", "missing_user_id",
                  "non_finite_amount", "missing_amount", "future_timestamp", "missing_timestamp"}
-CSV_ONLY_REASONS = {"non_numeric_amount", "unparseable_timestamp", "naive_timestamp"}
+CSV_ONLY_REASONS = {"non_numeric_amount", "unparseable_timestamp", "invalid_user_id"}
 
 
 def _warehouse(pipeline: PipelineUnderTest) -> Warehouse:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import polars as pl
 import pytest
 
 from transforms.columns import STAGED_TRANSACTION_SCHEMA
+from transforms.ingest_policy import IngestPolicy
 from transforms.validation import REASONS, validate_transactions
 
 NOW = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
@@ -35,7 +37,14 @@ def _raw(rows: list[tuple]) -> pl.DataFrame:
         (("t1", "1", "inf", GOOD_TS), "non_finite_amount"),
         (("t1", "1", "10.00", None), "missing_timestamp"),
         (("t1", "1", "10.00", "yesterday"), "unparseable_timestamp"),
-        (("t1", "1", "10.00", "2026-03-01 10:00:00"), "naive_timestamp"),
+        (("t1", "+1", "10.00", GOOD_TS), "invalid_user_id"),
+        (("t1", "007", "10.00", GOOD_TS), "invalid_user_id"),
+        (("t1", "-3", "10.00", GOOD_TS), "negative_user_id"),
+        (("t1", "1", "1e12", GOOD_TS), "amount_out_of_range"),
+        (("t1", "1", "9.2e+16", GOOD_TS), "amount_out_of_range"),
+        (("t1", "1", "-1000000000000.00", GOOD_TS), "amount_out_of_range"),
+        (("t1", "1", "1.005", GOOD_TS), "sub_cent_amount"),
+        (("t1", "1", "12.345", GOOD_TS), "sub_cent_amount"),
         (("t1", "1", "10.00", "2099-01-01T00:00:00Z"), "future_timestamp"),
     ],
 )
@@ -51,7 +60,7 @@ def test_duplicate_ids_keep_the_first_and_reject_the_rest() -> None:
     rows = [("a", "1", "1.00", GOOD_TS), ("a", "1", "2.00", GOOD_TS), ("a", "2", "3.00", GOOD_TS)]
     outcome = validate_transactions(_raw(rows), latest_allowed=NOW)
     assert outcome.accepted["amount_cents"].to_list() == [100]
-    assert outcome.rejected["source_row"].to_list() == [1, 2]
+    assert outcome.rejected["source_row"].to_list() == [2, 3]  # 1-based, as in the file
     assert set(outcome.rejected["reason_code"]) == {"duplicate_transaction_id"}
 
 
@@ -93,14 +102,121 @@ def test_typed_database_columns_are_validated_too() -> None:
     assert outcome.rejected["reason_code"].to_list() == ["missing_user_id", "non_finite_amount"]
 
 
-def test_naive_typed_timestamps_are_rejected() -> None:
+def test_naive_typed_timestamps_are_rejected_when_the_policy_says_so() -> None:
     raw = pl.DataFrame({"transaction_id": ["a"], "user_id": [1], "amount": [1.0],
                         "occurred_at": [dt.datetime(2026, 3, 1, 9)]})
-    outcome = validate_transactions(raw, latest_allowed=NOW)
+    outcome = validate_transactions(raw, latest_allowed=NOW,
+                                    policy=IngestPolicy(naive_timestamps="reject"))
     assert outcome.rejected["reason_code"].to_list() == ["naive_timestamp"]
+    assert REASONS["naive_timestamp"] in outcome.rejected["reason"][0]
 
 
 def test_missing_required_column_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="lacks required columns \\['amount'\\]"):
         validate_transactions(pl.DataFrame({"transaction_id": ["a"], "user_id": [1],
                                             "occurred_at": [NOW]}), latest_allowed=NOW)
+
+
+def _typed(**columns: list) -> pl.DataFrame:
+    base = {"transaction_id": [f"t{i}" for i in range(len(next(iter(columns.values()))))]}
+    return pl.DataFrame({**base, **columns})
+
+
+def test_amounts_at_the_numeric_14_2_bound_are_exact() -> None:
+    rows = [("a", "1", "999999999999.99", GOOD_TS), ("b", "1", "-999999999999.99", GOOD_TS),
+            ("c", "1", "0.1", GOOD_TS), ("d", "1", "1.10", GOOD_TS)]
+    outcome = validate_transactions(_raw(rows), latest_allowed=NOW)
+    assert outcome.accepted["amount_cents"].to_list() == [
+        99_999_999_999_999, -99_999_999_999_999, 10, 110]
+
+
+def test_typed_float_amounts_are_bounded_and_sub_cents_detected() -> None:
+    raw = _typed(user_id=[1, 1, 1, 1], amount=[12.34, 1e12, 9.3e16, 1.005],
+                 occurred_at=[NOW - dt.timedelta(hours=1)] * 4)
+    outcome = validate_transactions(raw, latest_allowed=NOW)
+    assert outcome.accepted["amount_cents"].to_list() == [1234]
+    assert outcome.rejected["reason_code"].to_list() == [
+        "amount_out_of_range", "amount_out_of_range", "sub_cent_amount"]
+
+
+def test_sub_cent_rounding_policy_rounds_half_away_from_zero_and_counts() -> None:
+    rows = [("a", "1", "1.005", GOOD_TS), ("b", "1", "-1.005", GOOD_TS),
+            ("c", "1", "12.344", GOOD_TS), ("d", "1", "2.50", GOOD_TS),
+            ("e", "1", "999999999999.995", GOOD_TS)]
+    outcome = validate_transactions(_raw(rows), latest_allowed=NOW,
+                                    policy=IngestPolicy(sub_cent_amounts="round"))
+    assert outcome.accepted["amount_cents"].to_list() == [101, -101, 1234, 250]
+    # rounding 999999999999.995 up would leave NUMERIC(14,2): refused, not overflowed
+    assert outcome.rejected["reason_code"].to_list() == ["amount_out_of_range"]
+    assert outcome.notes["rounded_amount"] == 3
+
+
+def test_empty_or_blank_text_is_a_missing_value() -> None:
+    raw = _raw([("a", "1", "1.00", GOOD_TS), ("b", "1", "1.00", GOOD_TS)]).with_columns(
+        category=pl.Series(["", "  "]), merchant_id=pl.Series([" ", "m1"]),
+        location_id=pl.Series(["\t", None]))
+    accepted = validate_transactions(raw, latest_allowed=NOW).accepted
+    assert accepted["category"].to_list() == [None, None]
+    assert accepted["merchant_id"].to_list() == [None, "m1"]
+    assert accepted["location_id"].to_list() == [None, None]
+
+
+def test_date_only_and_naive_timestamps_are_read_in_the_source_zone_and_counted() -> None:
+    rows = [("a", "1", "1.00", "2026-03-01"), ("b", "1", "1.00", "2026-03-01 10:30:00"),
+            ("c", "1", "1.00", GOOD_TS)]
+    utc = validate_transactions(_raw(rows), latest_allowed=NOW)
+    assert utc.accepted["occurred_at"].to_list() == [
+        dt.datetime(2026, 3, 1, tzinfo=dt.UTC), dt.datetime(2026, 3, 1, 10, 30, tzinfo=dt.UTC),
+        dt.datetime(2026, 3, 1, 10, tzinfo=dt.UTC)]
+    assert utc.notes == {"date_only_timestamp": 1, "naive_timestamp_assumed": 1}
+    berlin = validate_transactions(_raw(rows), latest_allowed=NOW,
+                                   policy=IngestPolicy(source_time_zone="Europe/Berlin"))
+    assert berlin.accepted["occurred_at"].to_list()[:2] == [
+        dt.datetime(2026, 2, 28, 23, tzinfo=dt.UTC),
+        dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC)]
+
+
+def test_foreign_currencies_are_converted_with_a_rate_or_quarantined() -> None:
+    raw = _raw([("a", "1", "10.00", GOOD_TS), ("b", "1", "10.00", GOOD_TS),
+                ("c", "1", "10.00", GOOD_TS), ("d", "1", "10.00", GOOD_TS)]).with_columns(
+        currency=pl.Series(["USD", "eur", "JPY", None]))
+    quarantined = validate_transactions(raw, latest_allowed=NOW)
+    assert quarantined.accepted["transaction_id"].to_list() == ["a", "d"]
+    assert quarantined.rejected["reason_code"].to_list() == ["unconverted_currency"] * 2
+    converted = validate_transactions(raw, latest_allowed=NOW,
+                                      policy=IngestPolicy(currency_rates="EUR=1.085,JPY=0.0067"))
+    assert converted.accepted["amount_cents"].to_list() == [1000, 1085, 7, 1000]
+    assert set(converted.accepted["currency"]) == {"USD"}  # every staged amount is in base
+    assert converted.notes["converted_currency"] == 2
+
+
+def test_unknown_users_are_flagged_or_quarantined() -> None:
+    rows = [("a", "1", "1.00", GOOD_TS), ("b", "2", "1.00", GOOD_TS)]
+    known = pl.Series([1, 5])
+    flagged = validate_transactions(_raw(rows), latest_allowed=NOW, known_users=known)
+    assert flagged.accepted.height == 2 and flagged.notes["unknown_user"] == 1
+    refused = validate_transactions(_raw(rows), latest_allowed=NOW, known_users=known,
+                                    policy=IngestPolicy(unknown_users="reject"))
+    assert refused.rejected["transaction_id"].to_list() == ["b"]
+    assert refused.rejected["reason_code"].to_list() == ["unknown_user"]
+
+
+def test_rejections_keep_file_row_and_the_whole_raw_row() -> None:
+    raw = _raw([("a", "1", "oops", GOOD_TS)]).with_columns(
+        category=pl.lit("dining"), _source_file=pl.lit("transactions/2026-03.csv"),
+        _source_row=pl.lit(41, dtype=pl.Int64))
+    rejected = validate_transactions(raw, latest_allowed=NOW).rejected
+    assert rejected.select("source_file", "source_row").row(0) == (
+        "transactions/2026-03.csv", 41)
+    assert json.loads(rejected["raw_row"][0]) == {
+        "transaction_id": "a", "user_id": "1", "amount": "oops", "occurred_at": GOOD_TS,
+        "category": "dining"}  # the source's own columns, nothing added
+
+
+def test_policy_settings_are_validated() -> None:
+    with pytest.raises(ValueError, match="unknown time zone"):
+        IngestPolicy(source_time_zone="Mars/Olympus")
+    with pytest.raises(ValueError, match="positive and finite"):
+        IngestPolicy(currency_rates="EUR=0")
+    with pytest.raises(ValueError, match="CODE=RATE"):
+        IngestPolicy(currency_rates="EUR")

@@ -17,6 +17,7 @@ OTHER_DAY = dt.date(2026, 3, 2)
 def _rejected(day: dt.date, rows: int, reason: str = "amount is missing") -> pl.DataFrame:
     return pl.DataFrame({
         "as_of_date": [day] * rows,
+        "source_file": ["transactions"] * rows,
         "source_row": list(range(rows)),
         "transaction_id": [f"t{i}" for i in range(rows)],
         "amount": [None] * rows,

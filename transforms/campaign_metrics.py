@@ -23,8 +23,8 @@ from decimal import Decimal
 import polars as pl
 
 from transforms.campaign_config import stable_id
+from transforms.columns import MONEY
 
-MONEY = pl.Decimal(14, 2)
 TS = pl.Datetime("us", "UTC")
 METRICS_SCHEMA: dict[str, pl.DataType] = {
     "metric_id": pl.String(), "campaign_id": pl.String(), "metric_date": pl.Date(),

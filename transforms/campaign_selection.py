@@ -21,10 +21,10 @@ from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
 import polars as pl
 
 from transforms.campaign_config import CampaignConfig, campaign_id_for
+from transforms.columns import MONEY
 from transforms.lifecycle import date_status
 from transforms.roi import history_by_candidate, score_candidates
 
-MONEY = pl.Decimal(14, 2)
 AI_CAMPAIGN_SCHEMA: dict[str, pl.DataType] = {
     "campaign_id": pl.String(), "as_of_date": pl.Date(), "campaign_name": pl.String(),
     "campaign_type": pl.String(), "status": pl.String(), "target_pattern": pl.String(),

@@ -1,7 +1,8 @@
 """Polars schemas shared by every stage: the contracts between source, staging and transforms.
 
 Money is carried as integer cents (``Int64``) inside the pipeline so sums are exact and
-order-independent; it becomes ``NUMERIC(14,2)`` only in the warehouse. Timestamps are UTC,
+order-independent; it becomes ``NUMERIC(20,2)`` only in the warehouse (a single amount is bounded to
+``NUMERIC(14,2)`` at ingest). Timestamps are UTC,
 microsecond precision. User ids are integers (``Int64``): grouping 10M rows by an integer
 key is several times faster than by a string key, and every source we know uses integer ids.
 """
@@ -11,6 +12,9 @@ from __future__ import annotations
 import polars as pl
 
 UTC_DATETIME = pl.Datetime("us", "UTC")
+# Money computed by the pipeline (sums, averages, budgets): NUMERIC(20,2) holds any Int64
+# count of cents, so no sum of validated amounts (each within NUMERIC(14,2)) can overflow.
+MONEY = pl.Decimal(20, 2)
 
 # A validated, staged transaction (one daily Parquet file per partition).
 STAGED_TRANSACTION_SCHEMA: dict[str, pl.DataType] = {

@@ -41,10 +41,9 @@ from decimal import Decimal
 
 import polars as pl
 
-from transforms.columns import UTC_DATETIME
+from transforms.columns import MONEY, UTC_DATETIME
 from transforms.thresholds import PATTERNS, PatternThresholds, exact_fraction
 
-MONEY = pl.Decimal(14, 2)
 _US_PER_DAY = 86_400_000_000
 _US_PER_WEEK = 7 * _US_PER_DAY
 # 1970-01-01 was a Thursday: (days since epoch + 3) mod 7 is 0 on Monday, 5-6 on weekends.
@@ -559,7 +558,7 @@ def _pattern_outputs(thresholds: PatternThresholds) -> list[pl.Expr]:
 
 
 def _cents_to_money(cents: pl.Expr) -> pl.Expr:
-    """Exact integer cents -> Decimal(14,2) (multiplying by 0.01 in Decimal, never float)."""
+    """Exact integer cents -> Decimal(20,2) (multiplying by 0.01 in Decimal, never float)."""
     return (cents.cast(pl.Decimal(38, 2)) * pl.lit(Decimal("0.01"))).cast(MONEY)
 
 

@@ -17,10 +17,8 @@ from itertools import combinations
 
 import polars as pl
 
-from transforms.columns import UTC_DATETIME
+from transforms.columns import MONEY, UTC_DATETIME
 from transforms.thresholds import PATTERNS
-
-MONEY = pl.Decimal(14, 2)
 
 # Fixed namespace so that segment ids are the same on every machine and every rerun:
 # segment_id = uuid5(SEGMENT_NAMESPACE, f"{pattern}:{as_of_date.isoformat()}").

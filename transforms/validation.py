@@ -2,42 +2,77 @@
 
 Two steps. `coerce_transactions` turns whatever the source delivered (typed columns from a
 database, text from a CSV export) into typed columns plus flags that remember *why* a
-value is missing (absent vs. unparseable). Then a `pandera.polars` schema checks the
-values on a collected DataFrame (so value checks really run, not only dtypes), and its
-failure cases are mapped back to rows as human-readable reasons. Rows in = accepted +
-rejected, always.
+value is missing or refused (absent vs. unparseable, out of range, sub-cent, ...). Then a
+`pandera.polars` schema checks the values on a collected DataFrame (so value checks really
+run, not only dtypes), and its failure cases are mapped back to rows as human-readable
+reasons. Rows in = accepted + rejected, always; a value that passes can be stored and
+summed by every later step (amounts are bounded to the warehouse's NUMERIC(14,2)).
+
+Rows that are accepted after a policy decision (a naive timestamp read in the source zone,
+a converted currency, ...) are counted in `ValidationOutcome.notes`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandera.polars as pa
 import polars as pl
 
+from transforms.amounts import amount_text, convert_cents, parse_cents
 from transforms.columns import (
     STAGED_TRANSACTION_SCHEMA,
     TRANSACTION_OPTIONAL_COLUMNS,
     TRANSACTION_REQUIRED_COLUMNS,
 )
+from transforms.ingest_policy import MAX_ABS_AMOUNT_CENTS, IngestPolicy
 from transforms.timestamps import parse_timestamp_columns
 
 ROW = "source_row"
+FILE = "source_file"
+# Provenance columns a source may attach to raw rows (file name, 1-based row in the file).
+SOURCE_FILE_COLUMN = "_source_file"
+SOURCE_ROW_COLUMN = "_source_row"
 
 # Reason codes, in the order a row's *primary* reason is chosen when it has several.
 REASONS: dict[str, str] = {
     "missing_transaction_id": "transaction_id is missing",
     "missing_user_id": "user_id is missing",
     "invalid_user_id": "user_id is not an integer",
+    "negative_user_id": "user_id is negative",
+    "unknown_user": "user_id is not in the source's users",
     "missing_amount": "amount is missing",
     "non_numeric_amount": "amount is not a number",
     "non_finite_amount": "amount is NaN or infinite",
+    "amount_out_of_range": "amount does not fit NUMERIC(14,2) (|amount| < 10^12)",
+    "sub_cent_amount": "amount has digits below the cent (MARKETING_SUB_CENT_AMOUNTS=reject)",
+    "unconverted_currency": "currency is not the base currency and has no rate "
+                            "(MARKETING_CURRENCY_RATES)",
     "missing_timestamp": "occurred_at is missing",
     "unparseable_timestamp": "occurred_at is not a timestamp",
-    "naive_timestamp": "occurred_at has no time zone",
+    "naive_timestamp": "occurred_at has no time zone (MARKETING_NAIVE_TIMESTAMPS=reject)",
     "future_timestamp": "occurred_at is in the future",
     "duplicate_transaction_id": "transaction_id already seen earlier in this partition",
+}
+
+# Flag columns computed by `coerce_transactions`: True when the row is fine on that count.
+_FLAG_REASONS = {
+    "ok_negative_user_id": "negative_user_id",
+    "ok_unknown_user": "unknown_user",
+    "ok_amount_out_of_range": "amount_out_of_range",
+    "ok_sub_cent_amount": "sub_cent_amount",
+    "ok_unconverted_currency": "unconverted_currency",
+    "ok_naive_timestamp": "naive_timestamp",
+}
+
+# Accepted-with-a-decision counts (`ValidationOutcome.notes`), by note code.
+NOTES: dict[str, str] = {
+    "date_only_timestamp": "date-only occurred_at read as the day's start in the source zone",
+    "naive_timestamp_assumed": "occurred_at without offset read in the source zone",
+    "rounded_amount": "sub-cent amount rounded half away from zero",
+    "converted_currency": "amount converted to the base currency",
+    "unknown_user": "user_id not in the source's users (flagged, kept)",
 }
 
 
@@ -48,6 +83,7 @@ class ValidationOutcome:
     accepted: pl.DataFrame
     rejected: pl.DataFrame
     rows_read: int
+    notes: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.accepted.height + self.rejected.height != self.rows_read:
@@ -68,23 +104,44 @@ def _text(column: str) -> pl.Expr:
     return pl.col(column).cast(pl.String).str.strip_chars()
 
 
+def _present_text(column: str) -> pl.Expr:
+    """Empty or whitespace text is a missing value, not a category called `""`."""
+    text = _text(column)
+    return pl.when(text != "").then(text)
+
+
 def _integer(dtype: pl.DataType, column: str) -> pl.Expr:
+    """Integer ids exactly as written: `7` only. `007`, `+7` or `7.0` would silently
+    merge with `7`, so they are not integers here (`invalid_user_id`)."""
     if dtype.is_integer():
         return pl.col(column).cast(pl.Int64)
     if dtype.is_float():
         value = pl.col(column)
         return pl.when(value == value.round(0)).then(value).cast(pl.Int64, strict=False)
-    return _text(column).cast(pl.Int64, strict=False)
+    text = _text(column)
+    canonical = text.str.contains(r"^(0|-?[1-9][0-9]{0,18})$").fill_null(False)
+    return pl.when(canonical).then(text).cast(pl.Int64, strict=False)
 
 
-def _amount(dtype: pl.DataType, column: str) -> pl.Expr:
-    if dtype.is_numeric() or isinstance(dtype, pl.Decimal):
-        return pl.col(column).cast(pl.Float64)
-    return _text(column).cast(pl.Float64, strict=False)
+def _raw_row(frame: pl.DataFrame) -> pl.Expr:
+    """The source row as JSON text (every source column, as text), for the quarantine."""
+    columns = [name for name in frame.columns if name not in (SOURCE_FILE_COLUMN,
+                                                              SOURCE_ROW_COLUMN)]
+    return pl.struct([pl.col(name).cast(pl.String) for name in columns]).struct.json_encode()
 
 
-def coerce_transactions(raw: pl.DataFrame) -> pl.DataFrame:
-    """Typed columns, raw text copies for the quarantine, and parse-failure flags."""
+def _currency_rate(policy: IngestPolicy) -> pl.Expr:
+    """Units of base currency per unit of the row's currency; null when unknown."""
+    code = _text("currency").str.to_uppercase()
+    rates = {policy.base_currency: 1.0, **policy.currency_rates}
+    return (pl.when(code.is_null() | (code == "")).then(pl.lit(1.0))
+            .otherwise(code.replace_strict(rates, default=None, return_dtype=pl.Float64)))
+
+
+def coerce_transactions(raw: pl.DataFrame, policy: IngestPolicy | None = None,
+                        known_users: pl.Series | None = None) -> pl.DataFrame:
+    """Typed columns, raw text copies for the quarantine, and parse/policy flags."""
+    policy = policy or IngestPolicy()
     missing = [column for column in TRANSACTION_REQUIRED_COLUMNS if column not in raw.columns]
     if missing:
         raise ValueError(
@@ -96,18 +153,57 @@ def coerce_transactions(raw: pl.DataFrame) -> pl.DataFrame:
         pl.lit(None, dtype=pl.String).alias(column)
         for column in TRANSACTION_OPTIONAL_COLUMNS
         if column not in raw.columns
-    ).with_row_index(ROW)
+    )
+    if SOURCE_ROW_COLUMN not in frame.columns:
+        frame = frame.with_row_index(SOURCE_ROW_COLUMN, offset=1)
+    if SOURCE_FILE_COLUMN not in frame.columns:
+        frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(SOURCE_FILE_COLUMN))
     schema = frame.schema
     transaction_id = _text("transaction_id")
+    user_id = _integer(schema["user_id"], "user_id")
+    amount = parse_cents(amount_text(schema["amount"], "amount"))
+    rate = _currency_rate(policy)
+    # without a rate the row is refused as unconverted_currency; its parsed cents stay so
+    # the amount itself is not also reported as broken
+    cents = pl.when(rate.is_null()).then(amount["amount_cents"]).otherwise(
+        convert_cents(amount["amount_cents"], rate))
+    occurred_at, is_naive, is_date_only = parse_timestamp_columns(
+        schema["occurred_at"], time_zone=policy.source_time_zone)
+    known = (user_id.is_in(known_users.cast(pl.Int64).implode()) | user_id.is_null()
+             if known_users is not None else pl.lit(True))
     return frame.select(
-        pl.col(ROW).cast(pl.Int64),
+        pl.col(SOURCE_ROW_COLUMN).cast(pl.Int64).alias(ROW),
+        pl.col(SOURCE_FILE_COLUMN).cast(pl.String).alias(FILE),
         pl.when(transaction_id != "").then(transaction_id).alias("transaction_id"),
-        _integer(schema["user_id"], "user_id").alias("user_id"),
-        _amount(schema["amount"], "amount").alias("amount"),
-        *parse_timestamp_columns(schema["occurred_at"]),
-        *[_text(column).alias(column) for column in TRANSACTION_OPTIONAL_COLUMNS],
+        user_id.alias("user_id"),
+        cents.alias("amount_cents"),
+        amount["amount_is_number"].alias("amount_is_number"),
+        amount["amount_is_non_finite"].alias("amount_is_non_finite"),
+        occurred_at,
+        is_naive.alias("occurred_at_was_naive"),
+        is_date_only.alias("occurred_at_was_date_only"),
+        (user_id >= 0).fill_null(True).alias("ok_negative_user_id"),
+        (known | pl.lit(policy.unknown_users == "flag")).alias("ok_unknown_user"),
+        (amount["amount_in_range"]
+         & (cents.abs() <= MAX_ABS_AMOUNT_CENTS).fill_null(True)).alias("ok_amount_out_of_range"),
+        (~amount["amount_is_sub_cent"] | pl.lit(policy.sub_cent_amounts == "round"))
+        .alias("ok_sub_cent_amount"),
+        (rate.is_not_null() | amount["amount_cents"].is_null()).alias("ok_unconverted_currency"),
+        (~is_naive | pl.lit(policy.naive_timestamps == "assume")).alias("ok_naive_timestamp"),
+        amount["amount_is_sub_cent"].alias("note_rounded_amount"),
+        ((rate != 1.0).fill_null(False)).alias("note_converted_currency"),
+        (~known).alias("note_unknown_user"),
+        pl.when(rate == 1.0).then(pl.lit(policy.base_currency))
+        .when(rate.is_not_null()).then(pl.lit(policy.base_currency))
+        .otherwise(_text("currency")).alias("currency"),
+        *[_present_text(column).alias(column) for column in TRANSACTION_OPTIONAL_COLUMNS
+          if column != "currency"],
         *[_text(column).alias(f"raw_{column}") for column in TRANSACTION_REQUIRED_COLUMNS],
     )
+
+
+def _holds(name: str) -> pa.Check:
+    return pa.Check(lambda data: data.lazyframe.select(pl.col(data.key)), name=name)
 
 
 def transaction_schema(latest_allowed: dt.datetime) -> pa.DataFrameSchema:
@@ -116,14 +212,7 @@ def transaction_schema(latest_allowed: dt.datetime) -> pa.DataFrameSchema:
         {
             "transaction_id": pa.Column(str, nullable=False, unique=True),
             "user_id": pa.Column(pl.Int64, nullable=False),
-            "amount": pa.Column(
-                pl.Float64,
-                nullable=False,
-                checks=pa.Check(
-                    lambda data: data.lazyframe.select(pl.col(data.key).is_finite()),
-                    name="finite",
-                ),
-            ),
+            "amount_cents": pa.Column(pl.Int64, nullable=False),
             "occurred_at": pa.Column(
                 pl.Datetime("us", "UTC"),
                 nullable=False,
@@ -132,12 +221,7 @@ def transaction_schema(latest_allowed: dt.datetime) -> pa.DataFrameSchema:
                     name="not_in_future",
                 ),
             ),
-            "occurred_at_is_naive": pa.Column(
-                bool,
-                checks=pa.Check(
-                    lambda data: data.lazyframe.select(~pl.col(data.key)), name="has_time_zone"
-                ),
-            ),
+            **{flag: pa.Column(bool, checks=_holds("holds")) for flag in _FLAG_REASONS},
         },
         strict=False,
     )
@@ -146,6 +230,8 @@ def transaction_schema(latest_allowed: dt.datetime) -> pa.DataFrameSchema:
 def _reason_code(column: str, check: str) -> pl.Expr:
     """Map one pandera failure (column, check) to a reason code, using the parse flags."""
     raw_present = pl.col(f"raw_{column}").is_not_null() & (pl.col(f"raw_{column}") != "")
+    if column in _FLAG_REASONS:
+        return pl.lit(_FLAG_REASONS[column])
     if column == "transaction_id":
         if check == "field_uniqueness":
             return pl.lit("duplicate_transaction_id")
@@ -153,16 +239,14 @@ def _reason_code(column: str, check: str) -> pl.Expr:
     if column == "user_id":
         return pl.when(raw_present).then(pl.lit("invalid_user_id")).otherwise(
             pl.lit("missing_user_id"))
-    if column == "amount":
-        if check == "finite":
-            return pl.lit("non_finite_amount")
+    if column == "amount_cents":
+        raw_amount = pl.col("raw_amount").is_not_null() & (pl.col("raw_amount") != "")
         return (
-            pl.when(pl.col("amount").is_nan()).then(pl.lit("non_finite_amount"))
-            .when(raw_present).then(pl.lit("non_numeric_amount"))
+            pl.when(pl.col("amount_is_non_finite")).then(pl.lit("non_finite_amount"))
+            .when(pl.col("amount_is_number")).then(pl.lit("amount_out_of_range"))
+            .when(raw_amount).then(pl.lit("non_numeric_amount"))
             .otherwise(pl.lit("missing_amount"))
         )
-    if column == "occurred_at_is_naive":
-        return pl.lit("naive_timestamp")
     if column == "occurred_at":
         if check == "not_in_future":
             return pl.lit("future_timestamp")
@@ -173,35 +257,53 @@ def _reason_code(column: str, check: str) -> pl.Expr:
 
 def _failures(coerced: pl.DataFrame, latest_allowed: dt.datetime) -> pl.DataFrame:
     """Row index -> reason codes from the pandera schema (empty when all rows pass)."""
+    indexed = coerced.with_row_index("_index")
     try:
         transaction_schema(latest_allowed).validate(coerced, lazy=True)
     except pa.errors.SchemaErrors as errors:
         cases = errors.failure_cases.filter(pl.col("index").is_not_null())
         pairs = cases.select("column", "check").unique().rows()
-        indexed = coerced.with_row_index("index")
         parts = []
         for column, check in pairs:
             rows = cases.filter((pl.col("column") == column) & (pl.col("check") == check))
             parts.append(
-                indexed.join(rows.select(pl.col("index").cast(pl.UInt32)).unique(), on="index")
-                .select(ROW, _reason_code(column, check).alias("reason_code"))
+                indexed.join(rows.select(pl.col("index").cast(pl.UInt32).alias("_index"))
+                             .unique(), on="_index")
+                .select("_index", _reason_code(column, check).alias("reason_code"))
             )
         return pl.concat(parts).unique()
-    return pl.DataFrame(schema={ROW: pl.Int64, "reason_code": pl.String})
+    return pl.DataFrame(schema={"_index": pl.UInt32, "reason_code": pl.String})
 
 
 def _keep_first_duplicate(coerced: pl.DataFrame, failures: pl.DataFrame) -> pl.DataFrame:
-    """pandera flags every copy of a duplicated id; the first one seen is kept as valid."""
-    first_copies = coerced.filter(
+    """pandera flags every copy of a duplicated id; the first one in the day's order (the
+    source's total order: timestamp, id, then file and row) is kept as valid."""
+    first_copies = coerced.with_row_index("_index").filter(
         pl.col("transaction_id").is_not_null() & pl.col("transaction_id").is_first_distinct()
-    ).select(ROW, pl.lit("duplicate_transaction_id").alias("reason_code"))
-    return failures.join(first_copies, on=[ROW, "reason_code"], how="anti")
+    ).select("_index", pl.lit("duplicate_transaction_id").alias("reason_code"))
+    return failures.join(first_copies, on=["_index", "reason_code"], how="anti")
 
 
-def validate_transactions(raw: pl.DataFrame, *, latest_allowed: dt.datetime
-                          ) -> ValidationOutcome:
-    """Split `raw` into staged rows and rejected rows with reasons."""
-    coerced = coerce_transactions(raw)
+def _notes(accepted: pl.DataFrame) -> dict[str, int]:
+    counts = accepted.select(
+        pl.col("occurred_at_was_date_only").sum().alias("date_only_timestamp"),
+        (pl.col("occurred_at_was_naive") & ~pl.col("occurred_at_was_date_only")).sum()
+        .alias("naive_timestamp_assumed"),
+        pl.col("note_rounded_amount").sum().alias("rounded_amount"),
+        pl.col("note_converted_currency").sum().alias("converted_currency"),
+        pl.col("note_unknown_user").sum().alias("unknown_user"),
+    ).row(0, named=True) if accepted.height else {}
+    return {code: int(count) for code, count in counts.items() if count}
+
+
+def validate_transactions(raw: pl.DataFrame, *, latest_allowed: dt.datetime,
+                          policy: IngestPolicy | None = None,
+                          known_users: pl.Series | None = None) -> ValidationOutcome:
+    """Split `raw` into staged rows and rejected rows with reasons.
+
+    `known_users` (the source's user ids) enables the unknown-user count or quarantine;
+    without it users are not checked."""
+    coerced = coerce_transactions(raw, policy, known_users)
     failures = _keep_first_duplicate(coerced, _failures(coerced, latest_allowed))
     priority = {code: rank for rank, code in enumerate(REASONS)}
     reasons = (
@@ -211,19 +313,22 @@ def validate_transactions(raw: pl.DataFrame, *, latest_allowed: dt.datetime
             pl.col("reason_code").replace_strict(REASONS, default=pl.col("reason_code"),
                                                  return_dtype=pl.String).alias("message"),
         )
-        .sort(ROW, "rank")
-        .group_by(ROW, maintain_order=True)
+        .sort("_index", "rank")
+        .group_by("_index", maintain_order=True)
         .agg(pl.col("reason_code").first(), pl.col("message").str.join("; ").alias("reason"))
     )
-    accepted = (
-        coerced.join(reasons, on=ROW, how="anti")
-        .with_columns((pl.col("amount") * 100).round(0).cast(pl.Int64).alias("amount_cents"))
-        .select([pl.col(name).cast(dtype) for name, dtype in STAGED_TRANSACTION_SCHEMA.items()])
-    )
-    rejected = coerced.join(reasons, on=ROW, how="inner").select(
-        ROW,
+    indexed = coerced.with_row_index("_index")
+    kept = indexed.join(reasons, on="_index", how="anti")
+    accepted = kept.select([pl.col(name).cast(dtype)
+                            for name, dtype in STAGED_TRANSACTION_SCHEMA.items()])
+    # the whole raw row, as JSON, only for the rows that need it (the quarantined ones)
+    raw_rows = raw.with_row_index("_index").join(reasons.select("_index"), on="_index") \
+        .select("_index", _raw_row(raw).alias("raw_row"))
+    rejected = indexed.join(reasons, on="_index", how="inner").join(
+        raw_rows, on="_index", how="left").sort("_index").select(
+        FILE, ROW,
         *[pl.col(f"raw_{column}").alias(column) for column in TRANSACTION_REQUIRED_COLUMNS],
-        "reason_code",
-        "reason",
-    ).sort(ROW)
-    return ValidationOutcome(accepted=accepted, rejected=rejected, rows_read=raw.height)
+        "raw_row", "reason_code", "reason",
+    )
+    return ValidationOutcome(accepted=accepted, rejected=rejected, rows_read=raw.height,
+                             notes=_notes(kept))
