@@ -76,3 +76,49 @@ def convert_cents(cents: pl.Expr, rate: pl.Expr) -> pl.Expr:
     float64 carries 15+ significant digits, the range bounds cents to 14)."""
     value = cents.cast(pl.Float64) * rate
     return (value.abs() + 0.5).floor().cast(pl.Int64) * value.sign().cast(pl.Int64)
+
+
+# Plain amounts (at most 12 integer digits, at most 2 decimals, no exponent): a float64
+# holds them exactly enough that rounding `value * 100` gives their exact cents, so they
+# skip the digit arithmetic, which only the rare others (sub-cent, huge, `1e3`) need.
+_PLAIN = r"^[+-]?\d{0,12}(\.\d{0,2})?$"
+PARSED_COLUMNS = ("amount_is_number", "amount_is_non_finite", "amount_in_range",
+                  "amount_is_sub_cent", "amount_cents")
+
+
+def _half_away_from_zero(value: pl.Expr) -> pl.Expr:
+    return ((value.abs() + 0.5).floor() * value.sign()).cast(pl.Int64)
+
+
+def with_parsed_cents(frame: pl.DataFrame, column: str = "amount") -> pl.DataFrame:
+    """`frame` plus the `parse_cents` columns for `column`, each computed once per row.
+
+    Most amounts are plain (a typed float that is a whole number of cents within range, or
+    text like `12.34`): their cents are the rounded `value * 100`, exact for them. Only the
+    rest (sub-cent, huge, `1e3`, not a number: rare) go through the digit arithmetic of
+    `parse_cents` on their decimal text, so a float `1.005` and a text `1.005` get the same
+    answer."""
+    dtype = frame.schema[column]
+    text = amount_text(dtype, column)
+    if dtype.is_float() or dtype.is_integer():
+        value = pl.col(column).cast(pl.Float64)
+        cents = value * 100
+        noise = pl.max_horizontal(pl.lit(1e-6), cents.abs() * 1e-15)
+        plain = (value.is_finite() & (cents.abs() <= MAX_ABS_AMOUNT_CENTS)
+                 & ((cents - cents.round(0)).abs() <= noise)).fill_null(False)
+    else:
+        plain = (text.str.contains(_PLAIN) & text.str.contains(r"\d")).fill_null(False)
+        value = text.cast(pl.Float64, strict=False)
+    staged = frame.with_columns(plain.alias("_plain"))
+    fast = staged.with_columns(
+        pl.col("_plain").alias("amount_is_number"),
+        pl.lit(False).alias("amount_is_non_finite"),
+        pl.lit(True).alias("amount_in_range"),
+        pl.lit(False).alias("amount_is_sub_cent"),
+        pl.when(pl.col("_plain")).then(_half_away_from_zero(value * 100)).alias("amount_cents"),
+    )
+    if fast.select(pl.col("_plain").all()).item():
+        return fast.drop("_plain")
+    indexed = fast.with_row_index("_amount_row")
+    slow = indexed.filter(~pl.col("_plain")).select("_amount_row", **parse_cents(text))
+    return indexed.update(slow, on="_amount_row").drop("_plain", "_amount_row")

@@ -14,16 +14,19 @@ import polars as pl
 
 from transforms.columns import UTC_DATETIME
 
-_AWARE_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z")
-_NAIVE_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M",
-                  "%Y-%m-%d %H:%M")
-_DATE_ONLY = r"^\d{4}-\d{2}-\d{2}$"
+# Text is normalized first (`T` separator to a space, `Z` to `+00:00`), so one aware and
+# two naive formats cover ISO 8601 as exports write it; every format is tried on every row.
+_AWARE_FORMATS = ("%Y-%m-%d %H:%M:%S%.f%z",)
+_NAIVE_FORMATS = ("%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M")
+DATE_ONLY_LENGTH = len("2026-03-01")
 
 
 def _localize(naive: pl.Expr, time_zone: str) -> pl.Expr:
     """A naive wall-clock time in `time_zone`, as UTC. In a DST fold the earlier instant
     is taken; a time that does not exist (spring-forward gap) shifts forward, as most
     systems that wrote it would have."""
+    if time_zone == "UTC":  # no folds, no gaps: the cheap path the default takes
+        return naive.dt.replace_time_zone("UTC")
     return (naive.dt.replace_time_zone(time_zone, ambiguous="earliest",
                                        non_existent="null")
             .fill_null(naive.dt.offset_by("1h").dt.replace_time_zone(
@@ -48,12 +51,13 @@ def parse_timestamp_columns(dtype: pl.DataType, column: str = "occurred_at",
         parsed = _localize(raw.cast(pl.Datetime("us")), time_zone)
         naive = date_only = raw.is_not_null()
     elif dtype in (pl.String, pl.Null):
-        text = raw.cast(pl.String).str.strip_chars().str.replace(r"[zZ]$", "+00:00")
+        text = (raw.cast(pl.String).str.strip_chars().str.replace(r"[zZ]$", "+00:00")
+                .str.replace("T", " ", literal=True, n=1))
         aware = pl.coalesce(
             [text.str.to_datetime(fmt, strict=False, time_zone="UTC", time_unit="us")
              for fmt in _AWARE_FORMATS]
         )
-        is_date = text.str.contains(_DATE_ONLY).fill_null(False)
+        is_date = (text.str.len_chars() == DATE_ONLY_LENGTH).fill_null(False)
         wall_clock = pl.coalesce(
             [text.str.to_datetime(fmt, strict=False, time_unit="us") for fmt in _NAIVE_FORMATS]
             + [pl.when(is_date).then(text.str.to_date("%Y-%m-%d", strict=False)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import pandera.polars as pa
 import polars as pl
 
-from transforms.amounts import amount_text, convert_cents, parse_cents
+from transforms.amounts import convert_cents, with_parsed_cents
 from transforms.columns import (
     STAGED_TRANSACTION_SCHEMA,
     TRANSACTION_OPTIONAL_COLUMNS,
@@ -159,51 +159,53 @@ def coerce_transactions(raw: pl.DataFrame, policy: IngestPolicy | None = None,
     if SOURCE_FILE_COLUMN not in frame.columns:
         frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(SOURCE_FILE_COLUMN))
     schema = frame.schema
-    transaction_id = _text("transaction_id")
-    user_id = _integer(schema["user_id"], "user_id")
-    amount = parse_cents(amount_text(schema["amount"], "amount"))
-    rate = _currency_rate(policy)
+    # every derived value is computed once, as a column, then referenced by name
+    frame = with_parsed_cents(frame, "amount").with_columns(
+        *parse_timestamp_columns(schema["occurred_at"], time_zone=policy.source_time_zone),
+        _integer(schema["user_id"], "user_id").alias("_user_id"),
+        _currency_rate(policy).alias("_rate"),
+        _text("transaction_id").alias("_transaction_id"),
+        *[_text(column).alias(f"raw_{column}") for column in TRANSACTION_REQUIRED_COLUMNS],
+    )
+    user_id, rate, parsed_cents = pl.col("_user_id"), pl.col("_rate"), pl.col("amount_cents")
     # without a rate the row is refused as unconverted_currency; its parsed cents stay so
     # the amount itself is not also reported as broken
-    cents = pl.when(rate.is_null()).then(amount["amount_cents"]).otherwise(
-        convert_cents(amount["amount_cents"], rate))
-    occurred_at, is_naive, is_date_only = parse_timestamp_columns(
-        schema["occurred_at"], time_zone=policy.source_time_zone)
+    frame = frame.with_columns(
+        pl.when(rate.is_null()).then(parsed_cents)
+        .otherwise(convert_cents(parsed_cents, rate)).alias("_cents"))
+    cents = pl.col("_cents")
     known = (user_id.is_in(known_users.cast(pl.Int64).implode()) | user_id.is_null()
              if known_users is not None else pl.lit(True))
+    is_naive = pl.col("occurred_at_is_naive")
     return frame.select(
         pl.col(SOURCE_ROW_COLUMN).cast(pl.Int64).alias(ROW),
         pl.col(SOURCE_FILE_COLUMN).cast(pl.String).alias(FILE),
-        pl.when(transaction_id != "").then(transaction_id).alias("transaction_id"),
+        pl.when(pl.col("_transaction_id") != "").then(pl.col("_transaction_id"))
+        .alias("transaction_id"),
         user_id.alias("user_id"),
         cents.alias("amount_cents"),
-        amount["amount_is_number"].alias("amount_is_number"),
-        amount["amount_is_non_finite"].alias("amount_is_non_finite"),
-        occurred_at,
+        "amount_is_number",
+        "amount_is_non_finite",
+        "occurred_at",
         is_naive.alias("occurred_at_was_naive"),
-        is_date_only.alias("occurred_at_was_date_only"),
+        pl.col("occurred_at_is_date_only").alias("occurred_at_was_date_only"),
         (user_id >= 0).fill_null(True).alias("ok_negative_user_id"),
         (known | pl.lit(policy.unknown_users == "flag")).alias("ok_unknown_user"),
-        (amount["amount_in_range"]
+        (pl.col("amount_in_range")
          & (cents.abs() <= MAX_ABS_AMOUNT_CENTS).fill_null(True)).alias("ok_amount_out_of_range"),
-        (~amount["amount_is_sub_cent"] | pl.lit(policy.sub_cent_amounts == "round"))
+        (~pl.col("amount_is_sub_cent") | pl.lit(policy.sub_cent_amounts == "round"))
         .alias("ok_sub_cent_amount"),
-        (rate.is_not_null() | amount["amount_cents"].is_null()).alias("ok_unconverted_currency"),
+        (rate.is_not_null() | parsed_cents.is_null()).alias("ok_unconverted_currency"),
         (~is_naive | pl.lit(policy.naive_timestamps == "assume")).alias("ok_naive_timestamp"),
-        amount["amount_is_sub_cent"].alias("note_rounded_amount"),
-        ((rate != 1.0).fill_null(False)).alias("note_converted_currency"),
+        pl.col("amount_is_sub_cent").alias("note_rounded_amount"),
+        (rate != 1.0).fill_null(False).alias("note_converted_currency"),
         (~known).alias("note_unknown_user"),
-        pl.when(rate == 1.0).then(pl.lit(policy.base_currency))
-        .when(rate.is_not_null()).then(pl.lit(policy.base_currency))
+        pl.when(rate.is_not_null()).then(pl.lit(policy.base_currency))
         .otherwise(_text("currency")).alias("currency"),
         *[_present_text(column).alias(column) for column in TRANSACTION_OPTIONAL_COLUMNS
           if column != "currency"],
-        *[_text(column).alias(f"raw_{column}") for column in TRANSACTION_REQUIRED_COLUMNS],
+        *[f"raw_{column}" for column in TRANSACTION_REQUIRED_COLUMNS],
     )
-
-
-def _holds(name: str) -> pa.Check:
-    return pa.Check(lambda data: data.lazyframe.select(pl.col(data.key)), name=name)
 
 
 def transaction_schema(latest_allowed: dt.datetime) -> pa.DataFrameSchema:
@@ -221,7 +223,6 @@ def transaction_schema(latest_allowed: dt.datetime) -> pa.DataFrameSchema:
                     name="not_in_future",
                 ),
             ),
-            **{flag: pa.Column(bool, checks=_holds("holds")) for flag in _FLAG_REASONS},
         },
         strict=False,
     )
@@ -230,8 +231,6 @@ def transaction_schema(latest_allowed: dt.datetime) -> pa.DataFrameSchema:
 def _reason_code(column: str, check: str) -> pl.Expr:
     """Map one pandera failure (column, check) to a reason code, using the parse flags."""
     raw_present = pl.col(f"raw_{column}").is_not_null() & (pl.col(f"raw_{column}") != "")
-    if column in _FLAG_REASONS:
-        return pl.lit(_FLAG_REASONS[column])
     if column == "transaction_id":
         if check == "field_uniqueness":
             return pl.lit("duplicate_transaction_id")
@@ -255,9 +254,19 @@ def _reason_code(column: str, check: str) -> pl.Expr:
     return pl.lit(f"{column}:{check}")
 
 
+def _flag_failures(indexed: pl.DataFrame) -> list[pl.DataFrame]:
+    """Row index -> reason for the policy flags, which `coerce_transactions` already
+    evaluated (a plain filter: pandera would only re-check booleans, at a cost)."""
+    return [indexed.filter(~pl.col(flag)).select(
+                "_index", pl.lit(reason).alias("reason_code"))
+            for flag, reason in _FLAG_REASONS.items()]
+
+
 def _failures(coerced: pl.DataFrame, latest_allowed: dt.datetime) -> pl.DataFrame:
-    """Row index -> reason codes from the pandera schema (empty when all rows pass)."""
+    """Row index -> reason codes from the pandera schema and the policy flags (empty when
+    all rows pass)."""
     indexed = coerced.with_row_index("_index")
+    flagged = _flag_failures(indexed)
     try:
         transaction_schema(latest_allowed).validate(coerced, lazy=True)
     except pa.errors.SchemaErrors as errors:
@@ -271,8 +280,8 @@ def _failures(coerced: pl.DataFrame, latest_allowed: dt.datetime) -> pl.DataFram
                              .unique(), on="_index")
                 .select("_index", _reason_code(column, check).alias("reason_code"))
             )
-        return pl.concat(parts).unique()
-    return pl.DataFrame(schema={"_index": pl.UInt32, "reason_code": pl.String})
+        return pl.concat(parts + flagged).unique()
+    return pl.concat(flagged).unique()
 
 
 def _keep_first_duplicate(coerced: pl.DataFrame, failures: pl.DataFrame) -> pl.DataFrame:
