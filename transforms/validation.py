@@ -130,12 +130,21 @@ def _raw_row(frame: pl.DataFrame) -> pl.Expr:
     return pl.struct([pl.col(name).cast(pl.String) for name in columns]).struct.json_encode()
 
 
-def _currency_rate(policy: IngestPolicy) -> pl.Expr:
-    """Units of base currency per unit of the row's currency; null when unknown."""
-    code = _text("currency").str.to_uppercase()
+def _currency_rates(frame: pl.DataFrame, policy: IngestPolicy) -> pl.Expr:
+    """Units of base currency per unit of each row's currency; null when unknown.
+
+    A column holds a handful of distinct codes, so each distinct raw value is normalized
+    (trimmed, upper-cased) once and looked up, instead of every row being rewritten."""
     rates = {policy.base_currency: 1.0, **policy.currency_rates}
-    return (pl.when(code.is_null() | (code == "")).then(pl.lit(1.0))
-            .otherwise(code.replace_strict(rates, default=None, return_dtype=pl.Float64)))
+    raw = frame["currency"].cast(pl.String)
+    by_raw = {}
+    for value in raw.unique().to_list():
+        code = (value or "").strip().upper()
+        by_raw[value] = 1.0 if code == "" else rates.get(code)
+    missing_rate = by_raw.pop(None, 1.0)
+    return (pl.when(pl.col("currency").is_null()).then(pl.lit(missing_rate))
+            .otherwise(pl.col("currency").cast(pl.String).replace_strict(
+                by_raw, default=None, return_dtype=pl.Float64)))
 
 
 def coerce_transactions(raw: pl.DataFrame, policy: IngestPolicy | None = None,
@@ -163,7 +172,7 @@ def coerce_transactions(raw: pl.DataFrame, policy: IngestPolicy | None = None,
     frame = with_parsed_cents(frame, "amount").with_columns(
         *parse_timestamp_columns(schema["occurred_at"], time_zone=policy.source_time_zone),
         _integer(schema["user_id"], "user_id").alias("_user_id"),
-        _currency_rate(policy).alias("_rate"),
+        _currency_rates(frame, policy).alias("_rate"),
         _text("transaction_id").alias("_transaction_id"),
         *[_text(column).alias(f"raw_{column}") for column in TRANSACTION_REQUIRED_COLUMNS],
     )
