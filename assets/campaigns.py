@@ -10,9 +10,16 @@ declares the loop as what it is, a self-dependency of `ai_campaigns` on the day 
 (whose step also wrote that day's metrics and audience). Every backfill route therefore
 runs the days in order, and no step reads a campaign table that Dagster does not know it
 depends on.
+
+Each day's six tables (and the status copied onto `ai_campaigns`) are written in ONE
+warehouse transaction: planning reads what earlier days committed, then the day is planned,
+targeted, resolved and measured inside the transaction, which reads its own writes. A
+failure or a kill at any point leaves the day's previous campaigns, audiences, statuses and
+metrics, all of one version (docs/data-model.md, "All-or-nothing writes").
 """
 
 import datetime as dt
+from dataclasses import dataclass
 
 import dagster as dg
 import polars as pl
@@ -21,10 +28,13 @@ from dagster import AssetExecutionContext
 from assets.ingest import campaign_events_source, users_source
 from assets.partition_results import PartitionReporter
 from assets.reporting import markdown_table
+from assets.retries import TRANSIENT_RETRY, retry_transient_only
 from pipelines.partitions import as_of_end, partition_days, run_now
+from resources.committed_snapshots import read_committed
 from resources.sources import TransactionSource
 from resources.staging import StagingStore
-from resources.warehouse import Warehouse
+from resources.table_writes import TableWrite, WriteScope
+from resources.warehouse import Warehouse, WarehouseTransaction
 from transforms.audience import build_audience
 from transforms.campaign_config import CampaignConfig
 from transforms.campaign_metrics import (
@@ -45,8 +55,10 @@ campaign_status_overrides_source = dg.AssetSpec(
     description="Operator pause/resume overrides (`marketing campaign pause|resume`), read "
                 "point-in-time: a day sees the overrides set before its as_of_end.",
 )
-NETWORK_RETRY = dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL,
-                               jitter=dg.Jitter.PLUS_MINUS)
+# The six tables of one cycle day, with their partition columns, in write order.
+CYCLE_TABLES = {"ai_campaigns": "as_of_date", "campaign_audience": "as_of_date",
+                "campaign_status": "as_of_date", "campaign_metrics": "metric_date",
+                "campaign_delivery": "as_of_date", "campaign_incrementality": "as_of_date"}
 
 
 class CampaignRunConfig(dg.Config):
@@ -139,8 +151,9 @@ def build_campaign_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
         check_specs=_cycle_checks(partitions),
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        retry_policy=NETWORK_RETRY,
+        retry_policy=TRANSIENT_RETRY,
     )
+    @retry_transient_only
     def campaign_cycle(context: AssetExecutionContext, config: CampaignRunConfig,
                        source: TransactionSource, staging: StagingStore,
                        warehouse: Warehouse):
@@ -149,11 +162,16 @@ def build_campaign_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
         now = run_now(context)
         for day in partition_days(context):
             end = as_of_end(day, now)
-            plan, audience, users, roi_table = _plan_and_target(
-                warehouse, staging, source, settings, day, now)
-            _measure(warehouse, source, reporter, day, end)
-            _report_plan(reporter, settings, day, plan, audience, users, roi_table)
-            context.log.info(f"{day}: {plan.height} campaigns, {audience.height} audience rows")
+            planned = _plan_and_target(warehouse, staging, source, settings, day, now)
+            events, dropped = normalize_events(source.read_campaign_events(until=end))
+            with warehouse.transaction(cycle_scopes(day)) as transaction:
+                _write_plan(transaction, planned, day, now)
+                measured = _measure(transaction, events, day, end)
+            # Reported once the day is committed: a failed day reports nothing.
+            _report_measure(reporter, day, measured, dropped)
+            _report_plan(reporter, settings, day, planned)
+            context.log.info(f"{day}: {planned.plan.height} campaigns, "
+                             f"{planned.audience.height} audience rows")
         for spec in _cycle_specs():  # declaration order is topological, as Dagster requires
             yield dg.MaterializeResult(asset_key=spec.key)
         yield from reporter.finish()
@@ -163,10 +181,11 @@ def build_campaign_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
         group_name=CAMPAIGN_GROUP,
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        retry_policy=NETWORK_RETRY,
+        retry_policy=TRANSIENT_RETRY,
         description="Rules over the metrics (low CTR, low conversion, no uplift, ROI below 1, "
                     "strong ROI), each with the numbers it was based on.",
     )
+    @retry_transient_only
     def campaign_recommendations(context: AssetExecutionContext, config: CampaignRunConfig,
                                  warehouse: Warehouse) -> dg.MaterializeResult:
         thresholds = config.to_campaign_config().thresholds
@@ -188,13 +207,41 @@ def build_campaign_assets(partitions: dg.PartitionsDefinition) -> list[dg.Assets
     return [campaign_cycle, campaign_recommendations]
 
 
+def cycle_scopes(day: dt.date) -> list[WriteScope]:
+    """What one cycle day's transaction writes: the day of each cycle table, and any row
+    of `ai_campaigns` (the current status is copied onto every campaign ever planned)."""
+    return [*(WriteScope.partition(table, day, column) for table, column in CYCLE_TABLES.items()),
+            WriteScope.table_wide("ai_campaigns")]
+
+
+@dataclass(frozen=True)
+class PlannedDay:
+    """Day D's plan, audience and statuses, computed from what earlier days committed."""
+
+    plan: pl.DataFrame
+    audience: pl.DataFrame
+    statuses: pl.DataFrame
+    users: pl.DataFrame
+    roi_table: pl.DataFrame
+
+
+@dataclass(frozen=True)
+class MeasuredDay:
+    """Day D's metrics, deliveries and incrementality, and the metrics to date."""
+
+    metrics: pl.DataFrame
+    deliveries: pl.DataFrame
+    lift: pl.DataFrame
+    metrics_to_date: pl.DataFrame
+
+
 def _plan_and_target(warehouse: Warehouse, staging: StagingStore, source: TransactionSource,
-                     settings: CampaignConfig, day: dt.date, now: dt.datetime
-                     ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """Plan day D from what is known before it, pick the audience, resolve statuses."""
+                     settings: CampaignConfig, day: dt.date, now: dt.datetime) -> PlannedDay:
+    """Plan day D from what is known before it, pick the audience, resolve statuses.
+    Reads only; the day is written by `_write_plan` in the cycle's transaction."""
     end = as_of_end(day, now)
     segments = warehouse.read_named("user_segments_for_day", {"day": day})
-    profiles = staging.read_snapshot("behavioral_profiles", day)
+    profiles = read_committed(staging, warehouse, "behavioral_profiles", day)
     yesterday = day - dt.timedelta(days=1)
     metrics = warehouse.read_named("campaign_metrics_through", {"day": yesterday})
     overrides = warehouse.read_named("campaign_status_overrides")
@@ -219,36 +266,47 @@ def _plan_and_target(warehouse: Warehouse, staging: StagingStore, source: Transa
     ).with_columns(pl.col("audience_size").fill_null(0).cast(pl.Int64))
     statuses = resolve_status(pl.concat([earlier.select(plan.columns).cast(plan.schema), plan]),
                               overrides, metrics, as_of_date=day, as_of_end=end)
-    warehouse.replace_partition("ai_campaigns", plan, partition_value=day)
-    warehouse.replace_partition("campaign_audience", audience, partition_value=day)
-    warehouse.replace_partition("campaign_status", statuses, partition_value=day)
+    return PlannedDay(plan, audience, statuses, users, roi_table)
+
+
+def _write_plan(transaction: WarehouseTransaction, planned: PlannedDay, day: dt.date,
+                now: dt.datetime) -> None:
+    transaction.replace(TableWrite.partition("ai_campaigns", planned.plan, day))
+    transaction.replace(TableWrite.partition("campaign_audience", planned.audience, day))
+    transaction.replace(TableWrite.partition("campaign_status", planned.statuses, day))
     # ai_campaigns.status is the current status: that of the latest resolved day, whichever
     # day this run wrote, so re-running an old day never turns a campaign's clock back.
-    latest = warehouse.read_named("latest_status_day")["day"][0]
+    # Read inside the transaction, which holds every cycle writer's lock on ai_campaigns,
+    # so a concurrent run of a later day cannot slip in between.
+    latest = transaction.read_named("latest_status_day")["day"][0]
     if latest is not None:  # None until a first campaign is planned
-        warehouse.execute_named("apply_campaign_status",
-                                {"day": latest, "day_end": as_of_end(latest, now)})
-    return plan, audience, users, roi_table
+        transaction.execute_named("apply_campaign_status",
+                                  {"day": latest, "day_end": as_of_end(latest, now)})
 
 
-def _measure(warehouse: Warehouse, source: TransactionSource, reporter: PartitionReporter,
-             day: dt.date, end: dt.datetime) -> None:
+def _measure(transaction: WarehouseTransaction, events: pl.DataFrame, day: dt.date,
+             end: dt.datetime) -> MeasuredDay:
     """Day D's metrics, deliveries and incrementality, from the events before its end and
-    the audiences planned up to D (this step wrote D's a moment ago)."""
-    events, dropped = normalize_events(source.read_campaign_events(until=end))
-    audience = warehouse.read_named("campaign_audience_through", {"day": day})
-    campaigns = warehouse.read_named("campaigns_planned_through", {"day": day})
+    the audiences planned up to D (this transaction wrote D's a moment ago)."""
+    audience = transaction.read_named("campaign_audience_through", {"day": day})
+    campaigns = transaction.read_named("campaigns_planned_through", {"day": day})
     metrics = compute_campaign_metrics(events, audience, campaigns, as_of_date=day,
                                        recorded_at=end)
     deliveries = build_deliveries(events, audience, as_of_date=day)
     lift = compute_incrementality(events, audience, campaigns, as_of_date=day,
                                   recorded_at=end)
-    warehouse.replace_partition("campaign_metrics", metrics, partition_value=day,
-                                partition_column="metric_date")
-    warehouse.replace_partition("campaign_delivery", deliveries, partition_value=day)
-    warehouse.replace_partition("campaign_incrementality", lift, partition_value=day)
-    violations = _ratio_violations(cumulative_metrics(
-        warehouse.read_named("campaign_metrics_through", {"day": day}), as_of_date=day))
+    transaction.replace(TableWrite.partition("campaign_metrics", metrics, day, "metric_date"))
+    transaction.replace(TableWrite.partition("campaign_delivery", deliveries, day))
+    transaction.replace(TableWrite.partition("campaign_incrementality", lift, day))
+    to_date = transaction.read_named("campaign_metrics_through", {"day": day})
+    return MeasuredDay(metrics, deliveries, lift, to_date)
+
+
+def _report_measure(reporter: PartitionReporter, day: dt.date, measured: MeasuredDay,
+                    dropped: int) -> None:
+    metrics = measured.metrics
+    violations = _ratio_violations(cumulative_metrics(measured.metrics_to_date,
+                                                      as_of_date=day))
     reporter.check("campaign_metrics", "ratios_in_range", day, passed=violations.is_empty(),
                    evidence={"campaigns_out_of_range": violations.height,
                              "examples": str(violations["campaign_id"].head(10).to_list())})
@@ -260,13 +318,13 @@ def _measure(warehouse: Warehouse, source: TransactionSource, reporter: Partitio
             "campaign_id", "impressions", "clicks", "conversions", "revenue", "cost",
             "ctr", "conversion_rate", "roi").sort("impressions", descending=True).head(20)),
     })
-    reporter.metadata("campaign_delivery", day, {"deliveries": deliveries.height})
-    reporter.metadata("campaign_incrementality", day, {"campaigns": lift.height})
+    reporter.metadata("campaign_delivery", day, {"deliveries": measured.deliveries.height})
+    reporter.metadata("campaign_incrementality", day, {"campaigns": measured.lift.height})
 
 
 def _report_plan(reporter: PartitionReporter, settings: CampaignConfig, day: dt.date,
-                 plan: pl.DataFrame, audience: pl.DataFrame, users: pl.DataFrame,
-                 roi_table: pl.DataFrame) -> None:
+                 planned: PlannedDay) -> None:
+    plan, audience, users = planned.plan, planned.audience, planned.users
     budget = float(plan["budget"].sum() or 0)
     reporter.check("ai_campaigns", "budget_within_total", day,
                    passed=budget <= float(settings.total_daily_budget),
@@ -286,7 +344,7 @@ def _report_plan(reporter: PartitionReporter, settings: CampaignConfig, day: dt.
                              "examples": str(not_opted.head(10).to_list())})
     reporter.metadata("ai_campaigns", day, {"campaigns_planned": plan.height,
                                             "budget": budget,
-                                            "roi_table": markdown_table(roi_table)})
+                                            "roi_table": markdown_table(planned.roi_table)})
     reporter.metadata("campaign_audience", day, {
         "treated_users": treated.height,
         "holdout_users": int(audience["is_holdout"].sum())})

@@ -4,15 +4,23 @@ The logic (prompt, validation, retries, repair, template fallback) is in
 `transforms/copywriter.py`; this asset builds briefs from the day's campaigns and segment
 facts, runs the copywriter against the warehouse cache, writes the partition and reports
 calls, cache hits, tokens, cost and latency.
+
+Two tables, deliberately not in one transaction: validated LLM answers go into
+`llm_copy_cache` as soon as they arrive (resources/copy_cache.py, one transaction per
+batch), before the day's `campaign_copy` partition is replaced. A cache row is valid on its
+own (keyed by prompt hash, never deleted), so a failure in between leaves the previous
+partition whole and consistent, and the retry reads the paid-for answers back instead of
+paying for them again.
 """
 
 import dagster as dg
 import polars as pl
 from dagster import AssetExecutionContext
 
-from assets.campaigns import CAMPAIGN_GROUP, NETWORK_RETRY
+from assets.campaigns import CAMPAIGN_GROUP
 from assets.partition_results import PartitionReporter
 from assets.reporting import markdown_table
+from assets.retries import TRANSIENT_RETRY, retry_transient_only
 from pipelines.partitions import partition_days
 from resources.copy_cache import WarehouseCopyCache
 from resources.llm import TogetherCopyResource
@@ -43,11 +51,12 @@ def build_copy_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefi
         group_name=CAMPAIGN_GROUP,
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        retry_policy=NETWORK_RETRY,
+        retry_policy=TRANSIENT_RETRY,
         description="Headline, email body, 3 CTAs, subject lines and social copy per campaign "
                     "(Together AI, cached by prompt hash; template copy when no key or on "
                     "failure, marked copy_source = template with the reason).",
     )
+    @retry_transient_only
     def campaign_copy(context: AssetExecutionContext, llm: TogetherCopyResource,
                       warehouse: Warehouse) -> dg.MaterializeResult:
         cache = WarehouseCopyCache(warehouse)

@@ -3,6 +3,10 @@
 The transforms (`transforms/profiles.py`, `transforms/segments.py`) know nothing of
 Dagster; this module reads exactly the Parquet days a window needs, writes the warehouse
 partition plus a Parquet snapshot for downstream Polars steps, and reports the pattern mix.
+
+The profile day and its snapshot become current together, at the warehouse commit
+(resources/committed_snapshots.py), and downstream steps read the snapshot version the
+warehouse committed. Segments and their overlap commit in one transaction per run.
 """
 
 import datetime as dt
@@ -23,8 +27,11 @@ from assets.completeness import (
 from assets.partition_results import PartitionReporter
 from assets.purchase_history import build_purchase_history_asset
 from assets.reporting import markdown_table
+from assets.retries import TRANSIENT_RETRY, retry_transient_only
 from pipelines.partitions import as_of_end, partition_days, run_now
+from resources.committed_snapshots import publish, read_committed
 from resources.staging import StagingStore
+from resources.table_writes import TableWrite
 from resources.warehouse import Warehouse
 from transforms.profiles import compute_profiles
 from transforms.segments import compute_segment_overlap, compute_segments
@@ -41,6 +48,7 @@ PatternThresholdsConfig = create_model(  # type: ignore[call-overload]
 )
 
 PROFILE_GROUP = "profiles"
+PROFILES = "behavioral_profiles"
 
 
 def resolve_thresholds(config: dg.Config, base: PatternThresholds) -> PatternThresholds:
@@ -171,7 +179,9 @@ def build_profile_assets(first_partition_date: dt.date, partitions: dg.Partition
         description="One row per user with a purchase before the window's end: window spend, "
                     "frequency, weekend share, top category, locations, buckets, refunds, "
                     "RFM, the 8 patterns and the evidence for each.",
+        retry_policy=TRANSIENT_RETRY,
     )
+    @retry_transient_only
     def behavioral_profiles(context: AssetExecutionContext, config: PatternThresholdsConfig,
                             staging: StagingStore, warehouse: Warehouse):
         resolved = resolve_thresholds(config, thresholds)
@@ -200,8 +210,8 @@ def build_profile_assets(first_partition_date: dt.date, partitions: dg.Partition
             history = pl.scan_parquet(staging.snapshot_path(HISTORY, day))
             profiles = compute_profiles(window, as_of_end=end, thresholds=resolved,
                                         history=history, as_of_date=day)
-            warehouse.replace_partition("behavioral_profiles", profiles, partition_value=day)
-            staging.write_snapshot("behavioral_profiles", day, profiles)
+            publish(staging, warehouse, PROFILES, day, profiles,
+                    [TableWrite.partition(PROFILES, profiles, day)])
             duplicates = profiles.filter(pl.col("user_id").is_duplicated())["user_id"]
             reporter.check("behavioral_profiles", "one_row_per_user", day,
                            passed=duplicates.is_empty(),
@@ -237,18 +247,21 @@ def build_profile_assets(first_partition_date: dt.date, partitions: dg.Partition
         ],
         description="Per pattern: user count, share, total/average/median spend, purchases "
                     "per week; plus the overlap between patterns (segment_overlap).",
+        retry_policy=TRANSIENT_RETRY,
     )
+    @retry_transient_only
     def user_segments(context: AssetExecutionContext, staging: StagingStore,
                       warehouse: Warehouse):
         reporter = PartitionReporter(context)
         now = run_now(context)
-        for day in partition_days(context):
+        days = partition_days(context)
+        all_segments, all_overlaps = [], []
+        for day in days:
             end = as_of_end(day, now)
-            profiles = staging.read_snapshot("behavioral_profiles", day)
+            profiles = read_committed(staging, warehouse, PROFILES, day)
             segments = compute_segments(profiles, as_of_date=day, as_of_end=end)
-            overlap = compute_segment_overlap(profiles)
-            warehouse.replace_partition("user_segments", segments, partition_value=day)
-            warehouse.replace_partition("segment_overlap", overlap, partition_value=day)
+            all_segments.append(segments)
+            all_overlaps.append(compute_segment_overlap(profiles))
             expected = _pattern_counts(profiles)
             actual = dict(zip(segments["behavior_pattern"], segments["user_count"], strict=True))
             mismatched = sorted(pattern for pattern in set(expected) | set(actual)
@@ -265,6 +278,15 @@ def build_profile_assets(first_partition_date: dt.date, partitions: dg.Partition
                     "behavior_pattern", "user_count", "share_of_users", "avg_spend",
                     "median_spend", "avg_purchases_per_week")),
             })
+        # Both tables, every day of the run, in one transaction: a failure or a kill
+        # leaves the previous segments and overlaps of every day, never one without the
+        # other.
+        warehouse.replace_together([
+            TableWrite.partition_range("user_segments", pl.concat(all_segments),
+                                       days[0], days[-1]),
+            TableWrite.partition_range("segment_overlap", pl.concat(all_overlaps),
+                                       days[0], days[-1]),
+        ])
         yield dg.MaterializeResult()
         yield from reporter.finish()
 

@@ -1,8 +1,11 @@
 """Operator actions on campaigns: pause and resume (the API stays read-only).
 
 An action is recorded in `campaign_status_overrides` (an audit trail: who, when, why) and
-applied to `ai_campaigns.status` at once; the next materialization of `ai_campaigns`
-re-derives every status from dates plus the latest override, so both always agree.
+applied to `ai_campaigns.status` at once, in one transaction (an override is never recorded
+without its effect, or the other way round); the next materialization of `ai_campaigns`
+re-derives every status from dates plus the latest override, so both always agree. The
+transaction takes the same `ai_campaigns` lock as the campaign cycle, so a pause and a
+cycle run take turns.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import getpass
 
 import polars as pl
 
+from resources.table_writes import TableWrite, WriteScope
 from resources.warehouse import Warehouse
 from transforms.lifecycle import date_status, validate_transition
 
@@ -41,9 +45,12 @@ def set_campaign_status(warehouse: Warehouse, campaign_id: str, requested: str, 
         "set_by": set_by or getpass.getuser(),
         "reason": reason,
     }])
-    warehouse.append("campaign_status_overrides", override)
     new_status = (requested if requested == "paused"
                   else date_status(campaign["start_date"], campaign["end_date"], now.date()))
-    warehouse.execute_named("set_campaign_status",
-                            {"campaign_id": campaign_id, "status": new_status, "now": now})
+    scopes = [WriteScope.append_only("campaign_status_overrides"),
+              WriteScope.table_wide("ai_campaigns")]
+    with warehouse.transaction(scopes) as transaction:
+        transaction.replace(TableWrite.append("campaign_status_overrides", override))
+        transaction.execute_named("set_campaign_status",
+                                  {"campaign_id": campaign_id, "status": new_status, "now": now})
     return new_status

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import polars as pl
 
+from resources.table_writes import TableWrite
 from resources.warehouse import Warehouse
 from transforms.copywriter import CachedCopy
 
@@ -38,14 +39,17 @@ class WarehouseCopyCache:
         }
 
     def put_many(self, records: Sequence[CachedCopy]) -> None:
-        for record in records:
-            frame = pl.DataFrame([{
+        """Store a batch of answers in one transaction (each replaces its prompt's row)."""
+        writes = [
+            TableWrite.rows("llm_copy_cache", pl.DataFrame([{
                 "prompt_hash": record.prompt_hash,
                 "model": record.model,
                 "response_json": json.dumps(record.response_json, sort_keys=True),
                 "tokens_in": record.tokens_in,
                 "tokens_out": record.tokens_out,
                 "created_at": record.created_at,
-            }])
-            self.warehouse.replace_rows("llm_copy_cache", frame,
-                                        {"prompt_hash": record.prompt_hash})
+            }]), {"prompt_hash": record.prompt_hash})
+            for record in records
+        ]
+        if writes:
+            self.warehouse.replace_together(writes)

@@ -26,6 +26,11 @@ does, see `api/database.py`), like any reader of a table that gets swapped or tr
 Load tables are named `<table>_load_<hex>` (leaves `..._s<n>`) and guarded by a session
 advisory lock on that name; one whose lock is free belongs to a dead process and is
 dropped by the next swap.
+
+Other tables written together with the day (`Warehouse.replace_together`, e.g. the
+`snapshot_versions` row that says which Parquet snapshot the day is) are written by
+`in_transaction` inside the swap's transaction, before the swap: they commit with the
+day or not at all.
 """
 
 from __future__ import annotations
@@ -36,12 +41,14 @@ import itertools
 import re
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import polars as pl
 import psycopg
 from psycopg import sql as pgsql
 
+from resources import fault_points
 from resources.postgres_copy import batches_of, copy_into
 
 # The tables sql/migrations/0005_*.postgres.sql partitions by day. A REPEATABLE READ reader
@@ -87,9 +94,11 @@ class _Leaf:
 
 
 def swap_partition(conninfo: str, schema: str, table: str, column: str, value: object,
-                   frame: pl.DataFrame, *, sessions: int) -> int:
+                   frame: pl.DataFrame, *, sessions: int,
+                   in_transaction: Callable[[psycopg.Connection], None] | None = None) -> int:
     """Make `frame` (already cast to the table's types) the whole `column = value`
-    partition of `schema.table`."""
+    partition of `schema.table`; `in_transaction(connection)` runs in the swap's
+    transaction just before the swap (writer locks, the other tables of the write)."""
     load = f"{table}_load_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(conninfo, autocommit=True) as coordinator:
         keys = _key_constraints(coordinator, schema, table)
@@ -115,7 +124,10 @@ def swap_partition(conninfo: str, schema: str, table: str, column: str, value: o
                     pgsql.Identifier(schema, load), pgsql.Identifier(schema, leaf.name),
                     _range_bound(leaf.low, "MINVALUE"), _range_bound(leaf.high, "MAXVALUE")))
             coordinator.autocommit = False
+            if in_transaction is not None:
+                in_transaction(coordinator)
             _swap_in(coordinator, schema, table, load, len(leaves), column, value)
+            fault_points.reached(table)
             coordinator.commit()
         finally:
             # After a success the load tables are the day's partition and these are

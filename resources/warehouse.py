@@ -2,13 +2,16 @@
 
 Assets talk to this resource only; which engine sits behind it is one URL setting
 (`MARKETING_WAREHOUSE_URL`). Every write replaces a whole partition (or any set of key
-columns) in one transaction, so re-materializing a day never duplicates rows.
+columns) in one transaction, so re-materializing a day never duplicates rows; a step that
+writes several tables writes them in one transaction (`replace_together`, `transaction`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
 from functools import cached_property
 from typing import Any
 
@@ -19,7 +22,9 @@ from pydantic import Field, PrivateAttr
 from resources.connection_url import parse_backend_url, redact_url
 from resources.migrations import apply_migrations, current_version
 from resources.sql_files import load_query
+from resources.table_writes import LockRequest, TableWrite, WriteScope, covers, lock_requests
 from resources.warehouse_backends import WarehouseBackend, backend_for
+from resources.write_transactions import WriteTransaction
 
 DEFAULT_WAREHOUSE_URL = "duckdb:///data/demo/warehouse.duckdb"
 
@@ -80,12 +85,9 @@ class Warehouse(dg.ConfigurableResource):
         partition_column: str = "as_of_date",
     ) -> int:
         """Replace exactly one partition's rows of `table` by `frame`, atomically."""
-        self.ensure_schema()
-        frame = self._conform(table, frame)
-        if partition_column in frame.columns:
-            _refuse_rows_outside(table, frame, pl.col(partition_column) != pl.lit(partition_value))
-        return self.backend.replace_partition(
-            table, frame, _identifier(partition_column), partition_value)
+        self.replace_together([TableWrite.partition(table, frame, partition_value,
+                                                    partition_column)])
+        return frame.height
 
     def replace_partition_range(
         self,
@@ -98,13 +100,9 @@ class Warehouse(dg.ConfigurableResource):
     ) -> int:
         """Replace the partitions first..last (inclusive) at once: one transaction for a
         whole single-run backfill instead of one per day."""
-        self.ensure_schema()
-        frame = self._conform(table, frame)
-        _refuse_rows_outside(
-            table, frame, (pl.col(partition_column) < first) | (pl.col(partition_column) > last)
-        )
-        where = f"{_identifier(partition_column)} BETWEEN :first AND :last"
-        return self.backend.replace_rows(table, frame, where, {"first": first, "last": last})
+        self.replace_together([TableWrite.partition_range(table, frame, first, last,
+                                                          partition_column)])
+        return frame.height
 
     def replace_rows(self, table: str, frame: pl.DataFrame, where: Mapping[str, Any]) -> int:
         """Delete the rows matching `where` (column = value) and load `frame`, atomically.
@@ -112,18 +110,41 @@ class Warehouse(dg.ConfigurableResource):
         The frame's columns are reordered to the table's and must all exist there; a frame
         row outside the `where` key would survive a rerun twice, so that is refused too.
         """
-        if not where:
-            raise ValueError("a partition write needs at least one key column to delete by")
+        self.replace_together([TableWrite.rows(table, frame, where)])
+        return frame.height
+
+    def replace_together(self, writes: Sequence[TableWrite]) -> dict[str, int]:
+        """Every write in ONE transaction: all tables get their new rows, or none does.
+
+        For a step that writes several tables (the campaign cycle's six, segments with
+        their overlap): a failure or a kill at any point leaves every table's previous
+        version, consistent with the others. Writers of the same partitions take turns
+        (resources/table_writes.py). Every frame is checked against its table before
+        anything is written. Returns rows loaded per table.
+        """
         self.ensure_schema()
-        frame = self._conform(table, frame)
-        for column, value in where.items():
-            if column in frame.columns:
-                _refuse_rows_outside(table, frame, pl.col(column) != pl.lit(value))
-        params = {f"key_{index}": value for index, value in enumerate(where.values())}
-        where_sql = " AND ".join(
-            f"{_identifier(column)} = :key_{index}" for index, column in enumerate(where)
-        )
-        return self.backend.replace_rows(table, frame, where_sql, params)
+        conformed = [self._conformed(write) for write in writes]
+        self.backend.replace_together(conformed, self._locks([w.scope for w in conformed]))
+        loaded: dict[str, int] = {}
+        for write in conformed:
+            loaded[write.table] = loaded.get(write.table, 0) + write.frame.height
+        return loaded
+
+    @contextmanager
+    def transaction(self, scopes: Sequence[WriteScope]) -> Iterator[WarehouseTransaction]:
+        """A write transaction over `scopes` for steps that must read their own writes
+        before the rest (the campaign cycle measures the audience it has just planned).
+
+        The scopes are declared up front because the locks are taken first, in one global
+        order; a write outside them is refused. It commits when the block ends normally
+        and rolls back on any exception. On PostgreSQL a swapped table (profiles) is
+        written by DELETE + COPY here; use `replace_together` to have it swapped.
+        """
+        self.ensure_schema()
+        for scope in scopes:  # looked up now: DuckDB allows no second connection later
+            self._columns_of(scope.table)
+        with self.backend.transaction(self._locks(scopes)) as transaction:
+            yield WarehouseTransaction(self, transaction, tuple(scopes))
 
     def read(self, sql: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
         """Run a query with `:name` placeholders bound to `params`."""
@@ -145,9 +166,17 @@ class Warehouse(dg.ConfigurableResource):
 
     def append(self, table: str, frame: pl.DataFrame) -> int:
         """Insert rows without deleting any (append-only audit tables)."""
-        self.ensure_schema()
-        frame = self._conform(table, frame)
-        return self.backend.replace_rows(table, frame, "1 = 0", {})
+        self.replace_together([TableWrite.append(table, frame)])
+        return frame.height
+
+    def _conformed(self, write: TableWrite) -> TableWrite:
+        """The write with its frame reordered to the table's columns, after refusing
+        unknown columns and rows outside the partition being replaced."""
+        write.refuse_rows_outside()
+        return replace(write, frame=self._conform(write.table, write.frame))
+
+    def _locks(self, scopes: Sequence[WriteScope]) -> list[LockRequest]:
+        return lock_requests(self.schema_name, scopes)
 
     def _conform(self, table: str, frame: pl.DataFrame) -> pl.DataFrame:
         columns = self._columns_of(table)
@@ -175,17 +204,34 @@ def _utc_timestamps(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _identifier(name: str) -> str:
-    """Refuse anything but a plain column name: identifiers are never bound parameters."""
-    if not name.replace("_", "").isalnum():
-        raise ValueError(f"not a plain column name: {name!r}")
-    return name
+class WarehouseTransaction:
+    """An open `Warehouse.transaction`: writes within its declared scopes, and reads that
+    see them, all committed together."""
 
+    def __init__(self, warehouse: Warehouse, transaction: WriteTransaction,
+                 scopes: tuple[WriteScope, ...]) -> None:
+        self._warehouse = warehouse
+        self._transaction = transaction
+        self._scopes = scopes
 
-def _refuse_rows_outside(table: str, frame: pl.DataFrame, outside: pl.Expr) -> None:
-    mismatched = frame.filter(outside).height if frame.height else 0
-    if mismatched:
-        raise ValueError(
-            f"{mismatched} rows for {table} fall outside the partition being replaced; a "
-            "partition write may only contain that partition's rows"
-        )
+    def replace(self, write: TableWrite) -> int:
+        """Perform one write in this transaction; return rows loaded."""
+        if not covers(self._scopes, write):
+            raise ValueError(f"{write.table} {write.scope} is outside this transaction's "
+                             "declared scopes: declare it so its lock is taken first")
+        write = self._warehouse._conformed(write)
+        where_sql, params = write.where_sql()
+        return self._transaction.replace(write.table, write.frame, where_sql, params)
+
+    def read(self, sql: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
+        return _utc_timestamps(self._transaction.read(sql, params))
+
+    def read_named(self, query_name: str, params: Mapping[str, Any] | None = None
+                   ) -> pl.DataFrame:
+        return self.read(load_query(query_name), params)
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        self._transaction.execute(sql, params)
+
+    def execute_named(self, query_name: str, params: Mapping[str, Any] | None = None) -> None:
+        self.execute(load_query(query_name), params)

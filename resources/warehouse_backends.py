@@ -1,10 +1,12 @@
 """The two warehouse engines behind one small interface.
 
-Both replace a partition atomically, so a reader sees either the old partition or the new
-one, never a mix. DuckDB deletes and inserts from Arrow in one transaction. PostgreSQL
-loads with binary `COPY` (resources/postgres_copy.py): a table LIST-partitioned by the key
-gets a new partition loaded in parallel and swapped in (resources/partition_swap.py), any
-other table a DELETE and a COPY in one transaction.
+Both replace the partitions of one or several tables in one transaction, so a reader sees
+either every old partition or every new one, never a mix (resources/write_transactions.py).
+DuckDB deletes and inserts from Arrow. PostgreSQL loads with binary `COPY`
+(resources/postgres_copy.py): a table LIST-partitioned by the key gets a new partition
+loaded in parallel and swapped in (resources/partition_swap.py), and the other tables of
+the same write are replaced inside the swap's own transaction; any other table is a DELETE
+and a COPY.
 """
 
 from __future__ import annotations
@@ -23,18 +25,20 @@ import psycopg.types.string
 from psycopg import sql as pgsql
 
 from resources.partition_swap import list_partition_key, swap_partition
-from resources.postgres_copy import (
-    ColumnType,
-    batches_of,
-    cast_to_columns,
-    column_types,
-    copy_into,
-)
+from resources.postgres_copy import ColumnType, cast_to_columns, column_types
+from resources.postgres_reads import read_frame
 from resources.sql_files import to_dialect
+from resources.table_writes import LockRequest, TableWrite
+from resources.write_transactions import (
+    DuckDBWriteTransaction,
+    PostgresWriteTransaction,
+    WriteTransaction,
+    duckdb_write_lock,
+    take_advisory_locks,
+)
 
 Params = Mapping[str, Any]
 DUCKDB_LOCK_WAIT_S = 120.0
-READ_BATCH_ROWS = 50_000
 # Class id of the PostgreSQL advisory lock a migration run holds; the second key is the
 # schema's hashtext (PostgresBackend.migration_session).
 MIGRATION_LOCK_CLASS = 874512
@@ -65,12 +69,15 @@ class WarehouseBackend(Protocol):
 
     def read(self, sql: str, params: Params | None = None) -> pl.DataFrame: ...
 
-    def replace_rows(
-        self, table: str, frame: pl.DataFrame, where_sql: str, params: Params
-    ) -> int: ...
+    def transaction(self, locks: Sequence[LockRequest]
+                    ) -> AbstractContextManager[WriteTransaction]:
+        """A write transaction holding `locks`; it commits when the block ends normally."""
+        ...
 
-    def replace_partition(self, table: str, frame: pl.DataFrame, column: str, value: Any
-                          ) -> int: ...
+    def replace_together(self, writes: Sequence[TableWrite], locks: Sequence[LockRequest]
+                         ) -> None:
+        """Every write (frames already conformed to their tables) in one transaction."""
+        ...
 
     def table_columns(self, table: str) -> list[str]: ...
 
@@ -126,29 +133,25 @@ class DuckDBBackend:
             relation = connection.sql(to_dialect(sql, self.dialect), params=dict(params or {}))
             return relation.pl()
 
-    def replace_rows(self, table: str, frame: pl.DataFrame, where_sql: str, params: Params
-                     ) -> int:
-        delete = to_dialect(f"DELETE FROM {table} WHERE {where_sql}", self.dialect)
-        columns = ", ".join(frame.columns)
-        with self.connect() as connection:
+    @contextmanager
+    def transaction(self, locks: Sequence[LockRequest]) -> Iterator[WriteTransaction]:
+        """One connection between BEGIN and COMMIT. The file lock keeps other processes
+        out while it is open and the per-file thread lock this process's other threads,
+        so `locks` (PostgreSQL's advisory keys) have nothing to add here."""
+        with duckdb_write_lock(self.path), self.connect() as connection:
             connection.execute("BEGIN")
             try:
-                connection.execute(delete, dict(params))
-                if frame.height:
-                    connection.register("incoming_frame", frame.to_arrow())
-                    connection.execute(
-                        f"INSERT INTO {table} ({columns}) SELECT {columns} FROM incoming_frame"
-                    )
-                    connection.unregister("incoming_frame")
+                yield DuckDBWriteTransaction(connection)
                 connection.execute("COMMIT")
-            except Exception:
-                connection.execute("ROLLBACK")
+            except BaseException:
+                with suppress(duckdb.Error):
+                    connection.execute("ROLLBACK")
                 raise
-        return frame.height
 
-    def replace_partition(self, table: str, frame: pl.DataFrame, column: str, value: Any
-                          ) -> int:
-        return self.replace_rows(table, frame, f"{column} = :value", {"value": value})
+    def replace_together(self, writes: Sequence[TableWrite], locks: Sequence[LockRequest]
+                         ) -> None:
+        with self.transaction(locks) as transaction:
+            _replace_each(transaction, writes)
 
     def table_columns(self, table: str) -> list[str]:
         frame = self.read(
@@ -190,6 +193,8 @@ def _open_duckdb_waiting_for_lock(path: Path, read_only: bool) -> duckdb.DuckDBP
 
     Dagster's multiprocess executor and concurrent backfill runs can reach the same file at
     once; each holds it only for a short write, so waiting is the right answer, not failing.
+    Past `DUCKDB_LOCK_WAIT_S` the IOException ("Could not set lock") propagates, and the
+    step's RetryPolicy retries it as transient (assets/retries.py).
     """
     deadline = time.monotonic() + DUCKDB_LOCK_WAIT_S
     delay = 0.05
@@ -201,27 +206,6 @@ def _open_duckdb_waiting_for_lock(path: Path, read_only: bool) -> duckdb.DuckDBP
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
-
-
-# PostgreSQL type OIDs -> Polars dtypes, so an empty or all-null result keeps its types.
-_POSTGRES_TYPES: dict[int, pl.DataType] = {
-    16: pl.Boolean(),
-    20: pl.Int64(),
-    21: pl.Int16(),
-    23: pl.Int32(),
-    25: pl.String(),
-    114: pl.String(),  # json, kept as text (see _text_json)
-    1043: pl.String(),
-    700: pl.Float32(),
-    701: pl.Float64(),
-    1700: pl.Decimal(38, 2),
-    1082: pl.Date(),
-    1184: pl.Datetime("us", "UTC"),
-    1114: pl.Datetime("us"),
-    1009: pl.List(pl.String()),
-    2950: pl.String(),  # uuid
-    3802: pl.String(),  # jsonb
-}
 
 
 class PostgresBackend:
@@ -286,45 +270,60 @@ class PostgresBackend:
             connection.execute(to_dialect(sql, self.dialect), dict(params or {}))  # type: ignore[arg-type]
 
     def read(self, sql: str, params: Params | None = None) -> pl.DataFrame:
-        with self.connect() as connection, connection.cursor() as cursor:
-            cursor.execute(to_dialect(sql, self.dialect), dict(params or {}))  # type: ignore[arg-type]
-            names = [column.name for column in cursor.description or []]
-            schema = {
-                column.name: _POSTGRES_TYPES.get(column.type_code, pl.Object())
-                for column in cursor.description or []
-            }
-            if not names:
-                return pl.DataFrame()
-            # Batches: a 500k-row result as Python tuples costs hundreds of MB at once;
-            # converted 50k rows at a time, only one batch of objects is alive.
-            frames = [pl.DataFrame(schema=schema)]
-            while rows := cursor.fetchmany(READ_BATCH_ROWS):
-                frames.append(pl.DataFrame(rows, schema=schema, orient="row"))
-        return pl.concat(frames, rechunk=True)
-
-    def replace_rows(self, table: str, frame: pl.DataFrame, where_sql: str, params: Params
-                     ) -> int:
-        delete = to_dialect(f"DELETE FROM {table} WHERE {where_sql}", self.dialect)
         with self.connect() as connection:
-            frame = cast_to_columns(frame, self._types_of(connection, table))
-            with connection.cursor() as cursor:
-                cursor.execute(delete, dict(params))  # type: ignore[arg-type]
-                if frame.height:
-                    copy_into(cursor, pgsql.Identifier(table), frame.columns,
-                              batches_of(frame))
+            return read_frame(connection, sql, params)
+
+    @contextmanager
+    def transaction(self, locks: Sequence[LockRequest]) -> Iterator[WriteTransaction]:
+        """One connection's transaction, holding the write locks from its first statement:
+        committed when the block ends normally, rolled back otherwise (and by the server
+        when this process dies, which releases the locks as well)."""
+        with self.connect() as connection:
+            take_advisory_locks(connection, locks)
+            yield PostgresWriteTransaction(connection, self._types_of)
             connection.commit()
-        return frame.height
 
-    def replace_partition(self, table: str, frame: pl.DataFrame, column: str, value: Any
-                          ) -> int:
+    def replace_together(self, writes: Sequence[TableWrite], locks: Sequence[LockRequest]
+                         ) -> None:
+        """Plain tables: DELETE + COPY each, in one transaction. A day of a swapped table
+        (behavioral_profiles) is loaded beside the table first; the locks and the other
+        writes then happen inside the swap's own short transaction."""
+        swapped = [write for write in writes if self._swapped(write)]
+        others = [write for write in writes if not any(write is s for s in swapped)]
+        if not swapped:
+            with self.transaction(locks) as transaction:
+                _replace_each(transaction, others)
+            return
+        if len(swapped) > 1:
+            raise ValueError("one transaction can swap in one partition of one table, not "
+                             f"{[write.table for write in swapped]}")
+        write = swapped[0]
+        column, value = write.single_partition  # type: ignore[misc]
+
+        def in_swap(connection: psycopg.Connection) -> None:
+            # The swap's coordinator connection names tables with their schema; these
+            # writes do not, so they get this schema for the rest of the transaction.
+            connection.execute(pgsql.SQL("SET LOCAL search_path TO {}").format(
+                pgsql.Identifier(self.schema)))
+            take_advisory_locks(connection, locks)
+            _replace_each(PostgresWriteTransaction(connection, self._types_of), others)
+
         with self.connect() as connection:
-            types = self._types_of(connection, table)
-            if table not in self._partition_keys:
-                self._partition_keys[table] = list_partition_key(connection, self.schema, table)
-        if self._partition_keys[table] != column:
-            return self.replace_rows(table, frame, f"{column} = :value", {"value": value})
-        return swap_partition(self.conninfo, self.schema, table, column, value,
-                              cast_to_columns(frame, types), sessions=self.load_sessions)
+            types = self._types_of(connection, write.table)
+        swap_partition(self.conninfo, self.schema, write.table, column, value,
+                       cast_to_columns(write.frame, types), sessions=self.load_sessions,
+                       in_transaction=in_swap)
+
+    def _swapped(self, write: TableWrite) -> bool:
+        """Whether the write replaces one partition of a table LIST-partitioned by it."""
+        key = write.single_partition
+        if key is None:
+            return False
+        if write.table not in self._partition_keys:
+            with self.connect() as connection:
+                self._partition_keys[write.table] = list_partition_key(
+                    connection, self.schema, write.table)
+        return self._partition_keys[write.table] == key[0]
 
     def _types_of(self, connection: psycopg.Connection, table: str) -> dict[str, ColumnType]:
         if table not in self._column_types:
@@ -350,6 +349,12 @@ class _PostgresSession:
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         return self.connection.execute(sql).fetchall()  # type: ignore[arg-type]
+
+
+def _replace_each(transaction: WriteTransaction, writes: Sequence[TableWrite]) -> None:
+    for write in writes:
+        where_sql, params = write.where_sql()
+        transaction.replace(write.table, write.frame, where_sql, params)
 
 
 def _text_json(connection: psycopg.Connection) -> None:
