@@ -15,10 +15,12 @@ import polars as pl
 from dagster import AssetExecutionContext
 
 from assets.partition_results import PartitionReporter
+from assets.retries import TRANSIENT_RETRY, retry_transient_only
 from pipelines.partitions import partition_days, run_now
 from resources.source_files import RejectedFile
 from resources.sources import DayRead, SourceDataError, TransactionSource
 from resources.staging import StagedDay, StagingStore
+from resources.table_writes import TableWrite
 from resources.warehouse import Warehouse
 from transforms.ingest_policy import IngestPolicy
 from transforms.timestamps import parse_timestamp_columns, split_by_day
@@ -282,9 +284,9 @@ def build_ingest_assets(first_partition_date: dt.date, partitions: dg.Partitions
         ],
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        retry_policy=dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL,
-                                    jitter=dg.Jitter.PLUS_MINUS),
+        retry_policy=TRANSIENT_RETRY,
     )
+    @retry_transient_only
     def ingest_transactions(
         context: AssetExecutionContext,
         source: TransactionSource,
@@ -328,13 +330,18 @@ def build_ingest_assets(first_partition_date: dt.date, partitions: dg.Partitions
             totals.rejected_files.update({file.path: file for file in rows.rejected_files})
             files_by_day.update({day: rows.rejected_files for day in chunk})
             users_checked = users is not None
-            warehouse.replace_partition_range("rejected_transactions", pl.concat(rejected),
-                                              first=chunk[0], last=chunk[-1])
-            warehouse.replace_partition_range("rejected_files",
-                                              _rejected_file_rows(chunk, rows.rejected_files),
-                                              first=chunk[0], last=chunk[-1])
-            warehouse.replace_partition_range("staged_partitions", pl.DataFrame(summaries),
-                                              first=chunk[0], last=chunk[-1])
+            # the chunk's bookkeeping in one transaction; the staged files above carry
+            # tokens, so a kill before this commit leaves days that `inputs_complete` sees
+            # as not staged (file and bookkeeping disagree), never half a day's bookkeeping
+            warehouse.replace_together([
+                TableWrite.partition_range("rejected_transactions", pl.concat(rejected),
+                                           chunk[0], chunk[-1]),
+                TableWrite.partition_range("rejected_files",
+                                           _rejected_file_rows(chunk, rows.rejected_files),
+                                           chunk[0], chunk[-1]),
+                TableWrite.partition_range("staged_partitions", pl.DataFrame(summaries),
+                                           chunk[0], chunk[-1]),
+            ])
             context.log.info(f"ingested {chunk[0]}..{chunk[-1]}: {totals.read:,} rows so far, "
                              f"{totals.rejected:,} rejected, "
                              f"{len(totals.rejected_files)} file(s) refused")

@@ -254,16 +254,14 @@ def test_the_policy_backs_off_exponentially_over_about_a_minute() -> None:
 
 def test_every_database_step_retries_transient_errors_only() -> None:
     """Every asset whose step uses the warehouse or the source database has the policy
-    and the classifying wrapper. `ingest_transactions` is the exception for now: it lives
-    in assets/ingest.py, which is being reworked separately, and still has a policy that
-    retries every error (docs/operations.md says so)."""
+    and the classifying wrapper."""
     steps = [asset for asset in build_assets(PipelineSettings())
              if isinstance(asset, dg.AssetsDefinition)
              and {"warehouse", "source"} & set(asset.required_resource_keys)]
     unclassified = sorted(asset.op.name for asset in steps
                           if asset.op.retry_policy != TRANSIENT_RETRY
                           or not is_classified(asset.op.compute_fn.decorated_fn))  # type: ignore[union-attr]
-    assert unclassified == ["ingest_transactions"]
+    assert unclassified == []
     assert len(steps) == 6
 
 
