@@ -20,7 +20,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_ui(args: argparse.Namespace) -> int:
     from pipelines.demo import load_demo_environment
-    from pipelines.supervisor import run_process_group
+    from pipelines.supervisor import run_process_group, stop_timeout_from_env
 
     environment = {**os.environ}
     if not os.environ.get("MARKETING_WAREHOUSE_URL"):
@@ -30,8 +30,10 @@ def _cmd_ui(args: argparse.Namespace) -> int:
     command = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml",
                "-h", args.host, "-p", str(args.port)]
     # Its own process group, stopped as a whole on SIGTERM/SIGINT/SIGHUP (SIGKILL after
-    # 8 s): `subprocess.call` left the webserver, daemon and code servers orphaned.
-    return run_process_group(command, env=environment, name="marketing ui")
+    # MARKETING_UI_STOP_TIMEOUT_S, default 8 s): `subprocess.call` left the webserver,
+    # daemon and code servers orphaned.
+    return run_process_group(command, env=environment, name="marketing ui",
+                             stop_timeout=stop_timeout_from_env(os.environ))
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:

@@ -49,6 +49,19 @@ from typing import Any, TextIO
 # for a busy machine and still keeps the total (SIGKILL and reaping included) under 10 s.
 STOP_TIMEOUT_S = 8.0
 POLL_INTERVAL_S = 0.2
+STOP_TIMEOUT_ENV = "MARKETING_UI_STOP_TIMEOUT_S"
+
+
+def stop_timeout_from_env(environ: Mapping[str, str]) -> float:
+    """The SIGKILL grace period: `MARKETING_UI_STOP_TIMEOUT_S` seconds, else 8. A busy
+    machine may need more (dagster dev restarts a code server that exits mid-shutdown)."""
+    value = environ.get(STOP_TIMEOUT_ENV)
+    if not value:
+        return STOP_TIMEOUT_S
+    timeout = float(value)
+    if not timeout > 0:
+        raise ValueError(f"{STOP_TIMEOUT_ENV} must be a positive number of seconds: {value!r}")
+    return timeout
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 PROC = Path("/proc")
 

@@ -34,6 +34,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.demo import DEMO_INSTANCE_YAML
+from pipelines.supervisor import STOP_TIMEOUT_S, stop_timeout_from_env
 from tests.dagster_instances import REPO_ROOT
 
 pytestmark = [
@@ -121,6 +122,9 @@ def _isolated_env(tmp_path: Path) -> dict[str, str]:
         "MARKETING_WAREHOUSE_URL": f"duckdb:///{tmp_path}/warehouse.duckdb",
         "MARKETING_STAGING_DIR": str(tmp_path / "staged"),
         "MARKETING_FIRST_PARTITION_DATE": "2024-01-01",
+        # the orderly shutdown is what is tested, not its speed: on a busy machine it may
+        # take longer than the default grace, which must not fail the test
+        "MARKETING_UI_STOP_TIMEOUT_S": str(STOP_BOUND_S - 10),
     })
     return env
 
@@ -260,3 +264,10 @@ def test_the_supervisor_kills_a_group_that_ignores_sigterm() -> None:
         with suppress(ProcessLookupError):
             os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
+
+
+def test_the_stop_timeout_comes_from_the_environment() -> None:
+    assert stop_timeout_from_env({}) == STOP_TIMEOUT_S
+    assert stop_timeout_from_env({"MARKETING_UI_STOP_TIMEOUT_S": "30"}) == 30.0
+    with pytest.raises(ValueError, match="positive"):
+        stop_timeout_from_env({"MARKETING_UI_STOP_TIMEOUT_S": "0"})
