@@ -46,6 +46,7 @@ from transforms.campaign_selection import evaluate_candidates, plan_campaigns
 from transforms.events import normalize_events
 from transforms.lifecycle import resolve_status
 from transforms.recommendations import cumulative_metrics, recommend
+from transforms.user_keys import with_source_user_ids
 
 CAMPAIGN_GROUP = "campaigns"
 PREVIOUS_DAY = dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
@@ -259,7 +260,9 @@ def _plan_and_target(warehouse: Warehouse, staging: StagingStore, source: Transa
     users = source.read_users(end)
     recent = warehouse.read_named("campaign_audience_recent", {
         "since": day - dt.timedelta(days=settings.frequency_window_days), "day": day})
-    audience = build_audience(plan, profiles, users, recent, as_of_date=day, config=settings)
+    audience = with_source_user_ids(
+        build_audience(plan, profiles, users, recent, as_of_date=day, config=settings),
+        profiles)
     treated = audience.filter(~pl.col("is_holdout")).group_by("campaign_id").len()
     plan = plan.drop("audience_size").join(
         treated.rename({"len": "audience_size"}), on="campaign_id", how="left"
@@ -292,7 +295,8 @@ def _measure(transaction: WarehouseTransaction, events: pl.DataFrame, day: dt.da
     campaigns = transaction.read_named("campaigns_planned_through", {"day": day})
     metrics = compute_campaign_metrics(events, audience, campaigns, as_of_date=day,
                                        recorded_at=end)
-    deliveries = build_deliveries(events, audience, as_of_date=day)
+    deliveries = with_source_user_ids(build_deliveries(events, audience, as_of_date=day),
+                                      audience)
     lift = compute_incrementality(events, audience, campaigns, as_of_date=day,
                                   recorded_at=end)
     transaction.replace(TableWrite.partition("campaign_metrics", metrics, day, "metric_date"))

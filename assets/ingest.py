@@ -24,6 +24,7 @@ from resources.table_writes import TableWrite
 from resources.warehouse import Warehouse
 from transforms.ingest_policy import IngestPolicy
 from transforms.timestamps import parse_timestamp_columns, split_by_day
+from transforms.user_keys import UserKeyCollision
 from transforms.validation import ValidationOutcome, validate_transactions
 
 SOURCE_GROUP = "sources"
@@ -176,6 +177,23 @@ def _day_share(raw: pl.DataFrame, day: dt.date, outcome: ValidationOutcome,
                     dated_later=later)
 
 
+def _write_bookkeeping(warehouse: Warehouse, chunk: list[dt.date],
+                       writes: list[TableWrite]) -> None:
+    """A chunk's bookkeeping tables in one transaction, refused (rolled back, not retried)
+    when a text id of the chunk hashes to a key another day gives a different id."""
+    with warehouse.transaction([write.scope for write in writes]) as transaction:
+        for write in writes:
+            transaction.replace(write)
+        clashing = transaction.read_named("user_keys_clashing",
+                                          {"first": chunk[0], "last": chunk[-1]})
+        if clashing.height:
+            error = UserKeyCollision(
+                f"user keys of {chunk[0]}..{chunk[-1]} are shared with other staged days by "
+                f"different source ids (a 64-bit hash collision), e.g. {clashing.rows()}; "
+                "these users would be merged, so nothing of the chunk is recorded")
+            raise dg.Failure(description=str(error), allow_retries=False) from error
+
+
 def _known_users(source: TransactionSource, until: dt.datetime) -> pl.DataFrame | None:
     """The source's users who had signed up by `until` (user_id, signed_up_at); None when
     the source has no users table, so users are then not checked (and the metadata says
@@ -320,9 +338,11 @@ def build_ingest_assets(first_partition_date: dt.date, partitions: dg.Partitions
             emptied = _emptied_days(chunk_outcomes, staging)
             if emptied and not allow_emptying_days:
                 raise _refuse_emptying(emptied, rows.rejected_files, source)
-            rejected, summaries = [], []
+            rejected, summaries, keys = [], [], []
             for day, outcome in chunk_outcomes.items():
                 staged = staging.write_day(day, outcome.accepted)
+                keys.append(outcome.user_keys.select(pl.lit(day).alias("as_of_date"),
+                                                     "user_id", "source_user_id"))
                 rejected.append(outcome.rejected.with_columns(pl.lit(day).alias("as_of_date")))
                 summaries.append(_summary_row(day, outcome, staged, len(rows.rejected_files)))
                 totals.add(outcome)
@@ -333,7 +353,7 @@ def build_ingest_assets(first_partition_date: dt.date, partitions: dg.Partitions
             # the chunk's bookkeeping in one transaction; the staged files above carry
             # tokens, so a kill before this commit leaves days that `inputs_complete` sees
             # as not staged (file and bookkeeping disagree), never half a day's bookkeeping
-            warehouse.replace_together([
+            _write_bookkeeping(warehouse, chunk, [
                 TableWrite.partition_range("rejected_transactions", pl.concat(rejected),
                                            chunk[0], chunk[-1]),
                 TableWrite.partition_range("rejected_files",
@@ -341,6 +361,7 @@ def build_ingest_assets(first_partition_date: dt.date, partitions: dg.Partitions
                                            chunk[0], chunk[-1]),
                 TableWrite.partition_range("staged_partitions", pl.DataFrame(summaries),
                                            chunk[0], chunk[-1]),
+                TableWrite.partition_range("user_keys", pl.concat(keys), chunk[0], chunk[-1]),
             ])
             context.log.info(f"ingested {chunk[0]}..{chunk[-1]}: {totals.read:,} rows so far, "
                              f"{totals.rejected:,} rejected, "

@@ -49,9 +49,10 @@ class PartitionReporter:
                                          partition_key=partition_key(day))
 
     def check(self, asset: str, name: str, day: dt.date, *, passed: bool,
-              evidence: Mapping[str, Any] | None = None, description: str | None = None
-              ) -> bool:
-        """Record check `name` of `asset` for `day`; returns `passed` for chaining."""
+              evidence: Mapping[str, Any] | None = None, description: str | None = None,
+              severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR) -> bool:
+        """Record check `name` of `asset` for `day`; returns `passed` for chaining. A WARN
+        failure is reported but never counts as `failed()`."""
         key = dg.AssetCheckKey(dg.AssetKey(asset), name)
         if key not in self._specs:
             raise KeyError(f"{asset} declares no check named {name!r}")
@@ -60,11 +61,13 @@ class PartitionReporter:
             asset_key=key.asset_key, check_name=name, passed=bool(passed),
             metadata=normalize_metadata(dict(evidence or {})),
             partition=partition_key(day), blocking=spec.blocking, description=description,
+            severity=severity,
         ))
         return bool(passed)
 
     def failed(self) -> list[AssetCheckEvaluation]:
-        return [evaluation for evaluation in self._evaluations if not evaluation.passed]
+        return [evaluation for evaluation in self._evaluations
+                if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR]
 
     def finish(self) -> Iterator[AssetCheckEvaluation | dg.Output]:
         """The recorded evaluations, then one (empty) output per declared check.

@@ -10,6 +10,7 @@ warehouse committed. Segments and their overlap commit in one transaction per ru
 """
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Optional
 
 import dagster as dg
@@ -36,6 +37,8 @@ from resources.warehouse import Warehouse
 from transforms.profiles import compute_profiles
 from transforms.segments import compute_segment_overlap, compute_segments
 from transforms.thresholds import PATTERNS, PatternThresholds
+from transforms.user_keys import with_source_user_ids
+from transforms.window_duplicates import find_window_duplicates, without_duplicates
 
 # Every PatternThresholds field as an optional launchpad setting: unset fields keep the
 # value from MARKETING_PATTERN_* variables, or the documented default. One source of truth:
@@ -89,6 +92,12 @@ def _pattern_chart(counts: dict[str, int], users: int) -> dg.MetadataValue:
         share = count / users if users else 0.0
         lines.append(f"| {pattern} | {count:,} | {share:.1%} | {bar} |")
     return dg.MetadataValue.md("\n".join(lines))
+
+
+def _text_ids(warehouse: Warehouse, day: dt.date) -> Callable[[], pl.DataFrame]:
+    """The dictionary of text user ids staged up to `day`, read only if a profile needs
+    it (an integer source has none, and pays nothing)."""
+    return lambda: warehouse.read_named("user_keys_through", {"day": day})
 
 
 def _window_first_day(day: dt.date, end: dt.datetime, lookback_days: int) -> dt.date:
@@ -175,6 +184,11 @@ def build_profile_assets(first_partition_date: dt.date, partitions: dg.Partition
             dg.AssetCheckSpec("known_patterns_only", asset="behavioral_profiles",
                               blocking=True, partitions_def=partitions,
                               description="Only the 8 pattern names occur."),
+            dg.AssetCheckSpec("transaction_ids_once_in_window", asset="behavioral_profiles",
+                              partitions_def=partitions,
+                              description="No transaction id is staged on two days of the "
+                                          "window; where one is, only its earliest copy is "
+                                          "counted and the others are listed (warns)."),
         ],
         description="One row per user with a purchase before the window's end: window spend, "
                     "frequency, weekend share, top category, locations, buckets, refunds, "
@@ -207,9 +221,17 @@ def build_profile_assets(first_partition_date: dt.date, partitions: dg.Partition
         for day in days:
             end = as_of_end(day, now)
             window = staging.scan_days(_window_first_day(day, end, resolved.lookback_days), day)
+            duplicates = find_window_duplicates(window)
+            reporter.check("behavioral_profiles", "transaction_ids_once_in_window", day,
+                           passed=not duplicates.ids, severity=dg.AssetCheckSeverity.WARN,
+                           evidence={"ids_on_several_days": duplicates.ids,
+                                     "copies_not_counted": duplicates.rows_dropped,
+                                     "examples": duplicates.examples()})
             history = pl.scan_parquet(staging.snapshot_path(HISTORY, day))
-            profiles = compute_profiles(window, as_of_end=end, thresholds=resolved,
-                                        history=history, as_of_date=day)
+            profiles = with_source_user_ids(
+                compute_profiles(without_duplicates(window, duplicates), as_of_end=end,
+                                 thresholds=resolved, history=history, as_of_date=day),
+                _text_ids(warehouse, day))
             publish(staging, warehouse, PROFILES, day, profiles,
                     [TableWrite.partition(PROFILES, profiles, day)])
             duplicates = profiles.filter(pl.col("user_id").is_duplicated())["user_id"]

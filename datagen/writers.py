@@ -22,9 +22,9 @@ Source tables have no primary keys or NOT NULL constraints on purpose: the broke
 CSV cannot hold typed values, so a CSV export also carries the breakages that only text can
 have (``CSV_ONLY_BROKEN_ROW_KINDS``): three copies of a real purchase, appended after the
 typed rows, one with amount ``abc``, one with occurred_at ``not-a-date`` and one with a
-zero-padded user id (``0`` + the id: text, not the same user as the id, so not an integer
-id). Typed timestamps in CSV are ISO 8601 with an explicit ``+00:00`` offset; nulls are
-empty fields; NaN is ``NaN``.
+user id of 300 characters (no key system's id: ``invalid_user_id``; a zero-padded ``07``
+would be a text id of its own, not user 7). Typed timestamps in CSV are ISO 8601 with an
+explicit ``+00:00`` offset; nulls are empty fields; NaN is ``NaN``.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ CSV_DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.6f%:z"
 CSV_ONLY_BROKEN_ROW_KINDS: dict[str, str] = {
     "unparseable_amount": 'amount is the text "abc"',
     "unparseable_occurred_at": 'occurred_at is the text "not-a-date"',
-    "padded_user_id": 'user_id is zero-padded text (e.g. "07" for user 7)',
+    "overlong_user_id": "user_id is 300 characters of text",
 }
 PG_NULL = r"\N"
 COPY_CHUNK_ROWS = 250_000
@@ -228,8 +228,8 @@ def _csv_only_broken_rows(transactions: pl.DataFrame) -> pl.DataFrame:
             occurred_at=pl.when(kind == "unparseable_occurred_at")
             .then(pl.lit("not-a-date"))
             .otherwise(pl.col("occurred_at")),
-            user_id=pl.when(kind == "padded_user_id")
-            .then(pl.concat_str(pl.lit("0"), pl.col("user_id")))
+            user_id=pl.when(kind == "overlong_user_id")
+            .then(pl.lit("u" * 300))
             .otherwise(pl.col("user_id")),
         )
         .select(transactions.columns)

@@ -140,10 +140,24 @@ def simulate_day_events(settings: PipelineSettings, day: dt.date, events: pl.Dat
     campaigns = warehouse.read("SELECT * FROM ai_campaigns WHERE as_of_date = :day", {"day": day})
     audience = warehouse.read("SELECT * FROM campaign_audience WHERE as_of_date = :day",
                               {"day": day})
-    new_events = simulate_campaign_events(campaigns, audience, seed=seed, until=now)
-    events = pl.concat([events, new_events]) if events.height else new_events
-    write_source(settings.source_url, {"campaign_events": events_for_source(events)})
+    new_events = _as_logged(simulate_campaign_events(campaigns, audience, seed=seed,
+                                                     until=now), audience)
+    logged = [frame for frame in (events, new_events) if frame.height]
+    events = pl.concat(logged) if logged else new_events
+    write_source(settings.source_url, {"campaign_events": events_for_source(events)},
+                 pg_schema=settings.source_schema or "public")
     return events
+
+
+def _as_logged(events: pl.DataFrame, audience: pl.DataFrame) -> pl.DataFrame:
+    """Events as a notification service logs them: with the user id it was sent (the
+    audience's `source_user_id`), not the pipeline's user key. Integer ids are their own
+    keys, so an integer source's events keep their integer column."""
+    if not events.height or events.select((pl.col("user_id") >= 0).all()).item():
+        return events
+    ids = audience.select("user_id", "source_user_id").unique("user_id")
+    return events.join(ids, on="user_id", how="left", maintain_order="left").with_columns(
+        pl.col("source_user_id").alias("user_id")).drop("source_user_id")
 
 
 def happened_by(transactions: pl.DataFrame, now: dt.datetime) -> pl.DataFrame:

@@ -123,9 +123,17 @@ def stop_group(process: subprocess.Popen[Any], requests: _StopRequests | None = 
     with suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGTERM)
     deadline = time.monotonic() + stop_timeout
+    stragglers_signalled = False
     while True:
         if process.poll() is not None and not group_alive(pgid):
             return False
+        if process.returncode is not None and not stragglers_signalled:
+            # The leader is gone and its group is not. Some of it may have been born after
+            # our SIGTERM and never got it: `dagster dev` restarts a code server that exits
+            # while it shuts down (seen when the signal came as the UI started serving).
+            stragglers_signalled = True
+            with suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGTERM)
         if requests is not None and len(requests.signals) > seen:
             reason = "a second signal"
             break

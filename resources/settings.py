@@ -43,8 +43,8 @@ class PipelineSettings(BaseModel):
     - `MARKETING_ALLOW_EMPTYING_DAYS`: `1` lets a re-ingest replace a staged day that held
       rows by an empty one (default: refused, as a header-only or truncated export would).
     - `MARKETING_SOURCE_TIME_ZONE`, `MARKETING_NAIVE_TIMESTAMPS`, `MARKETING_SUB_CENT_AMOUNTS`,
-      `MARKETING_BASE_CURRENCY`, `MARKETING_CURRENCY_RATES`, `MARKETING_UNKNOWN_USERS`:
-      how ingest treats ambiguous values (transforms/ingest_policy.py).
+      `MARKETING_BASE_CURRENCY`, `MARKETING_CURRENCY_RATES`, `MARKETING_UNKNOWN_USERS`,
+      `MARKETING_USER_IDS`: how ingest treats ambiguous values (transforms/ingest_policy.py).
     - `MARKETING_PATTERN_<FIELD>`: pattern thresholds (transforms/thresholds.py); the
       lookback among them shapes the asset graph (the profiles' partition mapping).
     """
@@ -87,6 +87,7 @@ class PipelineSettings(BaseModel):
             "base_currency": "MARKETING_BASE_CURRENCY",
             "currency_rates": "MARKETING_CURRENCY_RATES",
             "unknown_users": "MARKETING_UNKNOWN_USERS",
+            "user_ids": "MARKETING_USER_IDS",
         }
         values: dict[str, object] = {
             field: env[name] for field, name in names.items() if env.get(name)}

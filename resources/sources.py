@@ -20,6 +20,7 @@ from resources.sql_files import load_query
 from resources.warehouse_backends import WarehouseBackend, backend_for
 from transforms.columns import TRANSACTION_OPTIONAL_COLUMNS, TRANSACTION_REQUIRED_COLUMNS
 from transforms.timestamps import parse_timestamp_columns
+from transforms.user_keys import user_keys
 from transforms.validation import SOURCE_FILE_COLUMN
 
 USER_COLUMNS = ("user_id", "signed_up_at", "marketing_opt_in", "email")
@@ -83,7 +84,8 @@ class TransactionSource(dg.ConfigurableResource):
             raise SourceDataError(
                 f"source table transactions ({self.display_url}) lacks required columns "
                 f"{missing}; it has {self._database.table_columns('transactions')}")
-        query = (load_query("source_transactions").replace("{columns}", ", ".join(columns))
+        query = (load_query("source_transactions")
+                 .replace("{columns}", self._select_list("transactions", columns))
                  .replace("{order}", ", ".join(f"{column} NULLS LAST" for column in
                                                _total_order(columns))))
         frame = self._database.read(query, {
@@ -102,13 +104,18 @@ class TransactionSource(dg.ConfigurableResource):
                         files_read=0, rejected_files=[])
 
     def read_users(self, as_of_end: dt.datetime) -> pl.DataFrame:
-        """Users who had signed up before `as_of_end`."""
+        """Users who had signed up before `as_of_end`, `user_id` as the user key
+        (transforms/user_keys.py); a user whose id is no usable id is left out."""
         if self._database is None:
             frame = _typed_user_file(_scan_table(self._file_root, "users").collect())
-            return frame.filter(pl.col("signed_up_at") < as_of_end).sort("user_id")
-        columns = self._existing_columns("users", USER_COLUMNS)
-        query = load_query("source_users").replace("{columns}", ", ".join(columns))
-        return self._database.read(query, {"as_of_end": as_of_end})
+            frame = frame.filter(pl.col("signed_up_at") < as_of_end)
+        else:
+            columns = self._existing_columns("users", USER_COLUMNS)
+            query = load_query("source_users").replace("{columns}",
+                                                       self._select_list("users", columns))
+            frame = self._database.read(query, {"as_of_end": as_of_end})
+        keyed = frame.with_columns(user_keys(frame["user_id"]))
+        return keyed.filter(pl.col("user_id").is_not_null()).sort("user_id")
 
     def read_campaign_events(self, until: dt.datetime) -> pl.DataFrame:
         """Campaign events that happened before `until` (empty if the source has none)."""
@@ -121,13 +128,26 @@ class TransactionSource(dg.ConfigurableResource):
         columns = self._existing_columns("campaign_events", EVENT_COLUMNS)
         if not columns:
             return pl.DataFrame()
-        query = load_query("source_campaign_events").replace("{columns}", ", ".join(columns))
+        query = load_query("source_campaign_events").replace(
+            "{columns}", self._select_list("campaign_events", columns))
         return self._database.read(query, {"until": until})
 
     def _existing_columns(self, table: str, wanted: tuple[str, ...]) -> list[str]:
         assert self._database is not None
         present = set(self._database.table_columns(table))
         return [column for column in wanted if column in present]
+
+    def _select_list(self, table: str, columns: list[str]) -> str:
+        """The SELECT list: a `user_id` that is not an integer column (TEXT, UUID, ...) is
+        read as text, so every id arrives as the source writes it and is keyed by
+        transforms/user_keys.py; integer ids stay integers (the fast path)."""
+        assert self._database is not None
+        kind = self._database.column_types(table).get("user_id", "")
+        integer = kind in {"BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT",
+                           "UINTEGER", "USMALLINT", "UTINYINT"}
+        return ", ".join("CAST(user_id AS TEXT) AS user_id"
+                         if column == "user_id" and not integer else column
+                         for column in columns)
 
     @property
     def _file_root(self) -> str:
@@ -139,8 +159,6 @@ def _typed_user_file(frame: pl.DataFrame) -> pl.DataFrame:
     `marketing_opt_in` of "false" must not count as consent."""
     schema = frame.schema
     typed = [parse_timestamp_columns(schema["signed_up_at"], "signed_up_at")[0]]
-    if schema["user_id"] == pl.String:
-        typed.append(pl.col("user_id").str.strip_chars().cast(pl.Int64, strict=False))
     if schema.get("marketing_opt_in") == pl.String:
         typed.append(pl.col("marketing_opt_in").str.strip_chars().str.to_lowercase()
                      .is_in(["true", "t", "1", "yes", "y"]).alias("marketing_opt_in"))

@@ -81,6 +81,8 @@ class WarehouseBackend(Protocol):
 
     def table_columns(self, table: str) -> list[str]: ...
 
+    def column_types(self, table: str) -> dict[str, str]: ...
+
 
 class DuckDBBackend:
     """DuckDB file warehouse. One writer process at a time, so connections are short-lived
@@ -160,6 +162,9 @@ class DuckDBBackend:
             {"schema": self.schema, "table": table},
         )
         return frame["column_name"].to_list()
+
+    def column_types(self, table: str) -> dict[str, str]:
+        return _column_types(self, table)
 
 
 class _DuckDBSession:
@@ -338,6 +343,9 @@ class PostgresBackend:
         )
         return frame["column_name"].to_list() if frame.height else []
 
+    def column_types(self, table: str) -> dict[str, str]:
+        return _column_types(self, table)
+
 
 class _PostgresSession:
     def __init__(self, connection: psycopg.Connection) -> None:
@@ -375,3 +383,14 @@ def backend_for(dialect: str, *, duckdb_path: Path | None, conninfo: str | None,
 
 __all__: Sequence[str] = ("DuckDBBackend", "MigrationSession", "PostgresBackend",
                           "WarehouseBackend", "backend_for")
+
+
+def _column_types(backend: DuckDBBackend | PostgresBackend, table: str) -> dict[str, str]:
+    """Column name -> upper-case SQL type name, in table order (information_schema)."""
+    frame = backend.read(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = :schema AND table_name = :table ORDER BY ordinal_position",
+        {"schema": backend.schema, "table": table},
+    )
+    return {name: str(kind).upper() for name, kind in frame.iter_rows()} if frame.height \
+        else {}

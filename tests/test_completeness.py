@@ -115,15 +115,14 @@ def test_a_restaged_earlier_day_makes_the_later_history_stale(
 
 def test_an_export_whose_every_row_is_rejected_fails_ingest_naming_the_reason(
         tmp_path: Path) -> None:
-    """Text user ids (`u123`, an app with its own key scheme): every row is rejected as
-    `invalid_user_id`. That is a broken export, not a quiet day: the blocking check fails
-    and names the reason with its count."""
+    """An export whose amounts are all text (`n/a`): every row is rejected as
+    `non_numeric_amount`. That is a broken export, not a quiet day: the blocking check
+    fails and names the reason with its count."""
     pipeline = generated_source(tmp_path, str(tmp_path / "exports"), file_format="csv",
                                 days=DAYS)
     export = Path(pipeline.settings.source_url) / "transactions.csv"
     rows = pl.read_csv(export, infer_schema=False)
-    rows.with_columns(pl.concat_str(pl.lit("u"), pl.col("user_id")).alias("user_id")).write_csv(
-        export)
+    rows.with_columns(pl.lit("n/a").alias("amount")).write_csv(export)
     result = _materialize(pipeline, INGEST_ASSETS,
                           START, START + dt.timedelta(days=1))
     assert not result.success
@@ -135,7 +134,7 @@ def test_an_export_whose_every_row_is_rejected_fails_ingest_naming_the_reason(
         assert evaluation.blocking
         assert evaluation.metadata["rows_accepted"].value == 0
         assert evaluation.metadata["rows_rejected"].value > 0
-        assert "invalid_user_id" in str(evaluation.metadata["top_reasons"].value)
+        assert "non_numeric_amount" in str(evaluation.metadata["top_reasons"].value)
 
 
 def test_the_rejection_limit_is_configurable(tmp_path: Path) -> None:

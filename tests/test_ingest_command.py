@@ -59,14 +59,13 @@ def test_ingest_of_a_broken_export_exits_non_zero_naming_the_check(
                                 days=DAYS)
     export = Path(pipeline.settings.source_url) / "transactions.csv"
     rows = pl.read_csv(export, infer_schema=False)
-    # text user ids: every row is quarantined as invalid_user_id
-    rows.with_columns(pl.concat_str(pl.lit("u"), pl.col("user_id")).alias("user_id")).write_csv(
-        export)
+    # text amounts: every row is quarantined as non_numeric_amount
+    rows.with_columns(pl.lit("n/a").alias("amount")).write_csv(export)
     _environment(monkeypatch, pipeline)
     assert main(["ingest", START.isoformat(), (START + dt.timedelta(days=1)).isoformat()]) == 1
     captured = capsys.readouterr()
     assert "check failed" in captured.err and "rejections_below_limit" in captured.err
-    assert "invalid_user_id" in captured.err
+    assert "non_numeric_amount" in captured.err
     # The table is printed even though the check failed: nothing kept, all counted.
     total = next(line for line in captured.out.splitlines() if line.startswith("total"))
     assert " = 0 accepted + " in total and total.endswith("(reconciles)")

@@ -18,8 +18,11 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from pipelines.definitions import build_assets, build_resources
 from pipelines.jobs import ALL_ASSETS_JOB, INGEST_JOB
+from pipelines.partitions import AS_OF_NOW_TAG
 from pipelines.runner import run_job_for_days
+from pipelines.schedules import RANGE_END_TAG, RANGE_START_TAG
 from resources.source_files import read_transaction_files
 from resources.staging import LEFTOVER_AGE_SECONDS, StagingStore
 from tests.pipeline_helpers import START, PipelineUnderTest, generated_source
@@ -52,7 +55,8 @@ def _bad_value_rows(user: int) -> list[tuple[list[str], str | None]]:
         (row("x_max2", amount=MAX_AMOUNT, at=_at(10)), None),
         (row("x_blank_category", category="   "), None),
         (row("x_negative", user_id="-5"), "negative_user_id"),
-        (row("x_padded", user_id=f"00{user}"), "invalid_user_id"),
+        (row("x_padded", user_id=f"00{user}"), None),  # a text id of its own, not `user`
+        (row("x_overlong", user_id="u" * 300), "invalid_user_id"),
         (row("x_unknown", user_id="987654321"), None),
         (row("x_date_only", at=BAD_DAY.isoformat()), None),
         (row("x_eur", currency="EUR"), "unconverted_currency"),
@@ -120,7 +124,7 @@ def test_bad_values_are_quarantined_or_counted_with_file_row_and_raw_row(
     staged = warehouse.read("SELECT * FROM staged_partitions WHERE as_of_date = :day",
                             {"day": BAD_DAY}).row(0, named=True)
     assert staged["rows_date_only"] == 1
-    assert staged["rows_unknown_user"] == 1
+    assert staged["rows_unknown_user"] == 2  # 987654321 and the padded id
     assert staged["rows_read"] == staged["rows_accepted"] + staged["rows_rejected"]
     day = StagingStore(base_dir=pipeline.settings.staging_dir).scan_days(BAD_DAY, BAD_DAY) \
         .filter(pl.col("transaction_id").str.starts_with("x_")).collect()
@@ -139,6 +143,13 @@ def test_bad_values_are_quarantined_or_counted_with_file_row_and_raw_row(
         "SELECT total_spent FROM behavioral_profiles WHERE as_of_date = :day AND user_id = :u",
         {"day": BAD_DAY, "u": user})["total_spent"][0]
     assert total >= 2 * 999_999_999_999.99 - 1
+    padded = warehouse.read(
+        "SELECT user_id, source_user_id, total_spent FROM behavioral_profiles "
+        "WHERE as_of_date = :day AND source_user_id IN (:padded, :plain)",
+        {"day": BAD_DAY, "padded": f"00{user}", "plain": str(user)})
+    by_id = {row["source_user_id"]: row for row in padded.iter_rows(named=True)}
+    assert by_id[str(user)]["user_id"] == user
+    assert by_id[f"00{user}"]["user_id"] < 0 and float(by_id[f"00{user}"]["total_spent"]) == 10
 
 
 def test_one_bad_file_is_listed_and_the_folder_still_ingests(
@@ -220,6 +231,15 @@ def test_a_conflicting_duplicate_resolves_the_same_way_on_every_range_split(
     assert results[0] == results[1] == ([2000], [("transactions/b.csv", "30.00")])
 
 
+def _materialize(pipeline: PipelineUnderTest, selection: list[str], first: dt.date,
+                 last: dt.date) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        build_assets(pipeline.settings), selection=selection,
+        resources=build_resources(pipeline.settings), instance=pipeline.instance,
+        tags={RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat(),
+              AS_OF_NOW_TAG: NOW.isoformat()})
+
+
 def test_a_killed_writers_temporary_file_is_swept_by_the_next_write(tmp_path: Path) -> None:
     staging = StagingStore(base_dir=str(tmp_path))
     folder = staging.path_for(START).parent
@@ -260,3 +280,51 @@ def test_parquet_exports_with_a_truncated_file_and_mixed_types(tmp_path: Path) -
     assert outcome.accepted["user_id"].to_list() == [1, 2, 1, 2]
     assert outcome.accepted["amount_cents"].to_list() == [150, 225, 150, 225]
     assert set(outcome.rejected["reason_code"]) == set()
+
+
+@pytest.mark.parametrize("order", ["day_by_day", "later_day_first"])
+def test_an_id_staged_on_two_days_counts_once_in_the_window_whatever_the_order(
+        order: str, tmp_path: Path) -> None:
+    """The same transaction id on two days (a re-sent export with a corrected time): the
+    profile counts its earliest copy once, reports the other, and gives the same table
+    whether the days were ingested in order or the later one first."""
+    pipeline = generated_source(tmp_path, str(tmp_path / "exports"), file_format="csv",
+                                days=DAYS)
+    user = str(pipeline.users["user_id"][0])
+    folder = Path(pipeline.settings.source_url) / "transactions"
+    folder.mkdir()
+    late = BAD_DAY + dt.timedelta(days=2)
+    _write_csv(folder / "first.csv", [["twice", user, "10.00", _at(9), "USD", "x", "m", "l"]])
+    _write_csv(folder / "resent.csv", [["twice", user, "30.00",
+                                        f"{late.isoformat()}T09:00:00+00:00", "USD", "x",
+                                        "m", "l"]])
+    days = [START + dt.timedelta(days=offset) for offset in range(DAYS)]
+    if order == "later_day_first":  # staging only: the purchase history is built in order
+        for day in [late] + [day for day in days if day != late]:
+            assert _materialize(pipeline, ["valid_transactions", "rejected_transactions"],
+                                day, day).success
+        assert _materialize(pipeline, ["purchase_history"], START, LAST).success
+    else:
+        for day in days:
+            assert pipeline.run(INGEST_JOB, day, day, NOW).success
+    result = pipeline.run(ALL_ASSETS_JOB, late, late, NOW)
+    assert result.success  # a warning, not a failure
+    check = next(evaluation for evaluation in result.get_asset_check_evaluations()
+                 if evaluation.check_name == "transaction_ids_once_in_window")
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert check.metadata["ids_on_several_days"].value == 1
+    assert check.metadata["copies_not_counted"].value == 1
+    assert f"twice (dropped copy on {late})" in check.metadata["examples"].value
+
+    profile = pipeline.warehouse.read(
+        "SELECT total_spent, transaction_count FROM behavioral_profiles "
+        "WHERE as_of_date = :day AND user_id = :user", {"day": late, "user": int(user)})
+    history = pipeline.transactions.filter(
+        (pl.col("user_id") == int(user)) & (pl.col("occurred_at").dt.date() <= late)
+        & (pl.col("amount") > 0) & pl.col("transaction_id").is_not_null())
+    assert profile["transaction_count"][0] == history.height + 1  # `twice` counted once
+    assert float(profile["total_spent"][0]) == pytest.approx(  # its earliest copy: 10.00
+        history["amount"].sum() + 10.00, abs=0.005)
+    staged = StagingStore(base_dir=pipeline.settings.staging_dir).scan_days(START, LAST) \
+        .filter(pl.col("transaction_id") == "twice").collect()
+    assert staged.height == 2  # staging keeps both copies; only the profile dedupes

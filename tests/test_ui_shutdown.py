@@ -271,3 +271,40 @@ def test_the_stop_timeout_comes_from_the_environment() -> None:
     assert stop_timeout_from_env({"MARKETING_UI_STOP_TIMEOUT_S": "30"}) == 30.0
     with pytest.raises(ValueError, match="positive"):
         stop_timeout_from_env({"MARKETING_UI_STOP_TIMEOUT_S": "0"})
+
+
+# A leader that, like `dagster dev` restarting a code server while it shuts down, starts a
+# new process of its group *after* it got SIGTERM, then exits. The late child sleeps until
+# it is signalled.
+LATE_BORN_LEADER = r"""
+import signal, subprocess, sys, time
+child = "import time; time.sleep(600)"
+def on_term(signum, frame):
+    subprocess.Popen([sys.executable, "-c", child])
+    time.sleep(0.5)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, on_term)
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_process_born_after_sigterm_is_stopped_without_sigkill() -> None:
+    """Seen in CI: SIGTERM arrived as the UI started serving, `dagster dev` restarted its
+    code server during shutdown, and the new one (never signalled) outlived it until the
+    SIGKILL fallback. The supervisor signals what is left of the group once the leader
+    has exited."""
+    from pipelines.supervisor import stop_group
+    process = subprocess.Popen([sys.executable, "-c", LATE_BORN_LEADER],
+                               stdout=subprocess.PIPE, start_new_session=True)
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == b"ready"
+        killed = stop_group(process, stop_timeout=STOP_BOUND_S, name="leader",
+                            log=sys.stderr)
+        assert killed is False  # no SIGKILL was needed
+        assert process.returncode == 0
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)

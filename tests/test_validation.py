@@ -30,15 +30,13 @@ def _raw(rows: list[tuple]) -> pl.DataFrame:
         ((None, "1", "10.00", GOOD_TS), "missing_transaction_id"),
         (("  ", "1", "10.00", GOOD_TS), "missing_transaction_id"),
         (("t1", None, "10.00", GOOD_TS), "missing_user_id"),
-        (("t1", "abc", "10.00", GOOD_TS), "invalid_user_id"),
+        (("t1", "u" * 257, "10.00", GOOD_TS), "invalid_user_id"),
         (("t1", "1", None, GOOD_TS), "missing_amount"),
         (("t1", "1", "ten", GOOD_TS), "non_numeric_amount"),
         (("t1", "1", "NaN", GOOD_TS), "non_finite_amount"),
         (("t1", "1", "inf", GOOD_TS), "non_finite_amount"),
         (("t1", "1", "10.00", None), "missing_timestamp"),
         (("t1", "1", "10.00", "yesterday"), "unparseable_timestamp"),
-        (("t1", "+1", "10.00", GOOD_TS), "invalid_user_id"),
-        (("t1", "007", "10.00", GOOD_TS), "invalid_user_id"),
         (("t1", "-3", "10.00", GOOD_TS), "negative_user_id"),
         (("t1", "1", "1e12", GOOD_TS), "amount_out_of_range"),
         (("t1", "1", "9.2e+16", GOOD_TS), "amount_out_of_range"),
@@ -54,6 +52,66 @@ def test_each_bad_row_kind_has_its_reason(row: tuple, expected_code: str) -> Non
     assert outcome.accepted["transaction_id"].to_list() == ["ok"]
     assert outcome.rejected["reason_code"].to_list() == [expected_code]
     assert REASONS[expected_code] in outcome.rejected["reason"][0]
+
+
+@pytest.mark.parametrize("user_id", ["abc", "+1", "007", "7.0", "1e3",
+                                     "550e8400-e29b-41d4-a716-446655440000"])
+def test_integer_only_policy_refuses_every_id_that_is_not_a_canonical_integer(
+        user_id: str) -> None:
+    policy = IngestPolicy(user_ids="integer")
+    outcome = validate_transactions(_raw([("ok", "2", "5.00", GOOD_TS),
+                                          ("t1", user_id, "10.00", GOOD_TS)]),
+                                    latest_allowed=NOW, policy=policy)
+    assert outcome.accepted["user_id"].to_list() == [2]
+    assert outcome.rejected["reason_code"].to_list() == ["invalid_user_id"]
+    assert outcome.rejected["user_id"].to_list() == [user_id]
+
+
+def test_text_and_uuid_ids_are_users_of_their_own_never_merged_with_integers() -> None:
+    """`7`, `007`, `+7` and a UUID are four users (the first release merged the first
+    three); the same text is the same user in every row; padding is not part of an id."""
+    uuid = "550e8400-E29B-41d4-a716-446655440000"
+    rows = [("a", "7", "1.00", GOOD_TS), ("b", "007", "2.00", GOOD_TS),
+            ("c", " +7 ", "3.00", GOOD_TS), ("d", uuid, "4.00", GOOD_TS),
+            ("e", f" {uuid}", "5.00", GOOD_TS), ("f", uuid.lower(), "6.00", GOOD_TS)]
+    outcome = validate_transactions(_raw(rows), latest_allowed=NOW)
+    assert outcome.rejected.is_empty()
+    keys = dict(zip(outcome.accepted["transaction_id"], outcome.accepted["user_id"],
+                    strict=True))
+    assert keys["a"] == 7
+    assert keys["d"] == keys["e"]  # the same id, padded in one row
+    assert len({keys["a"], keys["b"], keys["c"], keys["d"], keys["f"]}) == 5  # case counts
+    assert all(keys[name] < 0 for name in "bcdef")  # text keys never meet integer ids
+    entries = dict(outcome.user_keys.iter_rows())
+    assert entries == {keys["b"]: "007", keys["c"]: "+7", keys["d"]: uuid,
+                       keys["f"]: uuid.lower()}
+
+
+def test_text_keys_are_the_same_in_every_run_and_process() -> None:
+    """The key is a pure function of the text (BLAKE2b), not of a run's order or a
+    process's hash seed: a fresh interpreter computes the same keys."""
+    import subprocess
+    import sys
+    ids = ["007", "usr_42", "550e8400-e29b-41d4-a716-446655440000"]
+    here = validate_transactions(_raw([(f"t{i}", uid, "1.00", GOOD_TS)
+                                       for i, uid in enumerate(ids)]),
+                                 latest_allowed=NOW).accepted["user_id"].to_list()
+    reversed_run = validate_transactions(_raw([(f"t{i}", uid, "1.00", GOOD_TS)
+                                               for i, uid in enumerate(reversed(ids))]),
+                                         latest_allowed=NOW).accepted["user_id"].to_list()
+    assert reversed_run == list(reversed(here))
+    script = ("import polars as pl; from transforms.user_keys import user_keys; "
+              f"print(user_keys(pl.Series({ids!r})).to_list())")
+    printed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                             check=True, env={"PYTHONHASHSEED": "123", "PATH": ""}).stdout
+    assert printed.strip() == str(here)
+
+
+def test_a_hash_collision_is_refused_not_merged() -> None:
+    from transforms.user_keys import UserKeyCollision, refuse_collisions
+    clashing = pl.DataFrame({"user_id": [-5, -5, -6], "source_user_id": ["a", "b", "c"]})
+    with pytest.raises(UserKeyCollision, match="would be merged"):
+        refuse_collisions(clashing)
 
 
 def test_duplicate_ids_keep_the_first_and_reject_the_rest() -> None:

@@ -68,7 +68,13 @@ def splitmix64_expr(x: pl.Expr) -> pl.Expr:
 
 def bucket_expr(user_id: pl.Expr, key: pl.Expr) -> pl.Expr:
     """Bucket 0..9999 of (user, campaign key): uniform, stable across runs and versions."""
-    return (splitmix64_expr(user_id.cast(pl.UInt64) ^ key) % BUCKETS).cast(pl.Int64)
+    return (splitmix64_expr(_key_bits(user_id) ^ key) % BUCKETS).cast(pl.Int64)
+
+
+def _key_bits(user_id: pl.Expr) -> pl.Expr:
+    """The user key's 64 bits as UInt64: the value itself for integer ids, two's complement
+    for text ids' negative keys (a cast would fail on them)."""
+    return user_id.cast(pl.Int64).reinterpret(signed=False)
 
 
 def build_audience(campaigns: pl.DataFrame, profiles: pl.DataFrame | pl.LazyFrame,
@@ -108,7 +114,7 @@ def build_audience(campaigns: pl.DataFrame, profiles: pl.DataFrame | pl.LazyFram
         eligible.sort(["user_id", "priority_rank", "campaign_id"])
         .group_by("user_id", maintain_order=True).first()
         .with_columns(is_holdout=bucket_expr(pl.col("user_id"), pl.col("key")) < holdout_cut,
-                      order=splitmix64_expr(pl.col("user_id").cast(pl.UInt64)
+                      order=splitmix64_expr(_key_bits(pl.col("user_id"))
                                             ^ pl.col("order_key")))
     )
     share = config.holdout_share

@@ -9,6 +9,7 @@ from __future__ import annotations
 import polars as pl
 
 from transforms.columns import CAMPAIGN_EVENT_SCHEMA, CAMPAIGN_EVENT_TYPES
+from transforms.user_keys import user_keys
 
 
 def normalize_events(raw: pl.DataFrame) -> tuple[pl.DataFrame, int]:
@@ -27,7 +28,7 @@ def normalize_events(raw: pl.DataFrame) -> tuple[pl.DataFrame, int]:
     typed = raw.select(
         pl.col("event_id").cast(pl.String),
         pl.col("campaign_id").cast(pl.String),
-        pl.col("user_id").cast(pl.Int64, strict=False),
+        user_keys(raw["user_id"]).alias("user_id"),
         pl.col("event_type").cast(pl.String).str.to_lowercase(),
         pl.col("occurred_at").cast(pl.Datetime("us", "UTC")),
         revenue.alias("revenue_cents"),

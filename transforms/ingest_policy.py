@@ -34,6 +34,10 @@ class IngestPolicy(BaseModel):
       means the base currency.
     - `unknown_users`: rows whose user is not in the source's `users` table are `flag`ged
       (accepted and counted as `unknown_user`) or `reject`ed (`unknown_user`).
+    - `user_ids`: `auto` takes ids as the source writes them: canonical integers keep
+      their value as key, any other text (`007`, a UUID) is a user of its own
+      (transforms/user_keys.py); `integer` takes canonical integers only and quarantines
+      anything else as `invalid_user_id` (for a source whose ids must be numbers).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -44,6 +48,7 @@ class IngestPolicy(BaseModel):
     base_currency: str = "USD"
     currency_rates: dict[str, float] = Field(default_factory=dict)
     unknown_users: Literal["flag", "reject"] = "flag"
+    user_ids: Literal["auto", "integer"] = "auto"
 
     @field_validator("source_time_zone")
     @classmethod

@@ -28,6 +28,7 @@ from transforms.columns import (
 )
 from transforms.ingest_policy import MAX_ABS_AMOUNT_CENTS, IngestPolicy
 from transforms.timestamps import parse_timestamp_columns
+from transforms.user_keys import NEGATIVE_INTEGER, USER_KEY_SCHEMA, refuse_collisions, user_keys
 
 ROW = "source_row"
 FILE = "source_file"
@@ -39,8 +40,9 @@ SOURCE_ROW_COLUMN = "_source_row"
 REASONS: dict[str, str] = {
     "missing_transaction_id": "transaction_id is missing",
     "missing_user_id": "user_id is missing",
-    "invalid_user_id": "user_id is not an integer",
     "negative_user_id": "user_id is negative",
+    "invalid_user_id": "user_id is not a usable id (MARKETING_USER_IDS=integer takes "
+                       "canonical integers only; a text id is at most 256 characters)",
     "unknown_user": "user_id is not in the source's users",
     "missing_amount": "amount is missing",
     "non_numeric_amount": "amount is not a number",
@@ -84,6 +86,9 @@ class ValidationOutcome:
     rejected: pl.DataFrame
     rows_read: int
     notes: dict[str, int] = field(default_factory=dict)
+    # (user_id, source_user_id) of the accepted rows' text ids, one row per key
+    user_keys: pl.DataFrame = field(
+        default_factory=lambda: pl.DataFrame(schema=USER_KEY_SCHEMA))
 
     def __post_init__(self) -> None:
         if self.accepted.height + self.rejected.height != self.rows_read:
@@ -110,17 +115,21 @@ def _present_text(column: str) -> pl.Expr:
     return pl.when(text != "").then(text)
 
 
-def _integer(dtype: pl.DataType, column: str) -> pl.Expr:
-    """Integer ids exactly as written: `7` only. `007`, `+7` or `7.0` would silently
-    merge with `7`, so they are not integers here (`invalid_user_id`)."""
-    if dtype.is_integer():
-        return pl.col(column).cast(pl.Int64)
-    if dtype.is_float():
-        value = pl.col(column)
-        return pl.when(value == value.round(0)).then(value).cast(pl.Int64, strict=False)
-    text = _text(column)
-    canonical = text.str.contains(r"^(0|-?[1-9][0-9]{0,18})$").fill_null(False)
-    return pl.when(canonical).then(text).cast(pl.Int64, strict=False)
+def _user_key(frame: pl.DataFrame, policy: IngestPolicy) -> pl.Series:
+    """The user key of each row (transforms/user_keys.py): `7` is key 7; `007`, `+7` or a
+    UUID get text keys of their own (never merged with `7`) unless the policy takes
+    integers only, when they are `invalid_user_id`."""
+    keys = user_keys(frame["user_id"])
+    if policy.user_ids == "integer":
+        keys = pl.select(pl.when(pl.lit(keys) >= 0).then(pl.lit(keys))).to_series()
+    return keys.alias("_user_id")
+
+
+def _negative_id(dtype: pl.DataType) -> pl.Expr:
+    """A negative integer id (`-5`): its own reason, not a text id."""
+    if dtype.is_numeric():
+        return (pl.col("user_id") < 0).fill_null(False)
+    return _text("user_id").str.contains(NEGATIVE_INTEGER).fill_null(False)
 
 
 def _raw_row(frame: pl.DataFrame) -> pl.Expr:
@@ -171,7 +180,8 @@ def coerce_transactions(raw: pl.DataFrame, policy: IngestPolicy | None = None,
     # every derived value is computed once, as a column, then referenced by name
     frame = with_parsed_cents(frame, "amount").with_columns(
         *parse_timestamp_columns(schema["occurred_at"], time_zone=policy.source_time_zone),
-        _integer(schema["user_id"], "user_id").alias("_user_id"),
+        _user_key(frame, policy),
+        _negative_id(schema["user_id"]).alias("_negative_user_id"),
         _currency_rates(frame, policy).alias("_rate"),
         _text("transaction_id").alias("_transaction_id"),
         *[_text(column).alias(f"raw_{column}") for column in TRANSACTION_REQUIRED_COLUMNS],
@@ -198,7 +208,7 @@ def coerce_transactions(raw: pl.DataFrame, policy: IngestPolicy | None = None,
         "occurred_at",
         is_naive.alias("occurred_at_was_naive"),
         pl.col("occurred_at_is_date_only").alias("occurred_at_was_date_only"),
-        (user_id >= 0).fill_null(True).alias("ok_negative_user_id"),
+        (~pl.col("_negative_user_id")).alias("ok_negative_user_id"),
         (known | pl.lit(policy.unknown_users == "flag")).alias("ok_unknown_user"),
         (pl.col("amount_in_range")
          & (cents.abs() <= MAX_ABS_AMOUNT_CENTS).fill_null(True)).alias("ok_amount_out_of_range"),
@@ -349,4 +359,11 @@ def validate_transactions(raw: pl.DataFrame, *, latest_allowed: dt.datetime,
         "raw_row", "reason_code", "reason",
     )
     return ValidationOutcome(accepted=accepted, rejected=rejected, rows_read=raw.height,
-                             notes=_notes(kept))
+                             notes=_notes(kept), user_keys=_text_keys(kept))
+
+
+def _text_keys(kept: pl.DataFrame) -> pl.DataFrame:
+    """The dictionary entries of the day's text ids (negative keys), collision-checked."""
+    entries = kept.filter(pl.col("user_id") < 0).select(
+        "user_id", pl.col("raw_user_id").alias("source_user_id")).unique()
+    return refuse_collisions(entries.sort("user_id", "source_user_id"))
