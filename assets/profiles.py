@@ -220,8 +220,9 @@ def build_profile_assets(first_partition_date: dt.date, partitions: dg.Partition
                              allow_retries=False)
         for day in days:
             end = as_of_end(day, now)
-            window = staging.scan_days(_window_first_day(day, end, resolved.lookback_days), day)
-            duplicates = find_window_duplicates(window)
+            first_day = _window_first_day(day, end, resolved.lookback_days)
+            window = staging.scan_days(first_day, day)
+            duplicates = find_window_duplicates(window, staging.id_ranges(first_day, day))
             reporter.check("behavioral_profiles", "transaction_ids_once_in_window", day,
                            passed=not duplicates.ids, severity=dg.AssetCheckSeverity.WARN,
                            evidence={"ids_on_several_days": duplicates.ids,

@@ -10,8 +10,9 @@ Two costs, each against its integer baseline in the same process, repetitions in
    is the bare `cast(Int64)` the first release did.
 2. The profile step as the asset runs it: `compute_profiles` over the staged 90-day window,
    then `with_source_user_ids` (the id as the source wrote it, in every output). Integer
-   ids against the transform alone (the issue's bound: at most 10% slower), and UUID ids
-   (hashed keys, the dictionary join) on the same purchases.
+   ids against the transform alone (the issue's bound: at most 10% slower), UUID ids
+   (hashed keys, the dictionary join) on the same purchases, and the whole asset step
+   with the window's duplicate-id check (transforms/window_duplicates.py).
 
 The data is `bench.bench_profiles`'s cached window (datagen, 90 days); the UUID copy maps
 each user to a UUIDv5 and is cached beside it.
@@ -33,6 +34,7 @@ from bench.bench_profiles import as_of_end, machine, prepare_data
 from transforms.profiles import compute_profiles
 from transforms.thresholds import PatternThresholds
 from transforms.user_keys import text_key, user_keys, with_source_user_ids
+from transforms.window_duplicates import find_window_duplicates, without_duplicates
 
 THRESHOLDS = PatternThresholds()
 
@@ -113,12 +115,19 @@ def main(argv: list[str] | None = None) -> None:
                 .collect()["user_id"].replace_strict(to_text, return_dtype=pl.String))
     integer_text = ids.cast(pl.String)
     print(f"\n{ids.len():,} transactions, {ids.n_unique():,} users in the window")
+    def first_release(text: pl.Series) -> pl.Series:
+        """What the first release did with a text id: canonical integers only."""
+        stripped = text.str.strip_chars()
+        return pl.select(pl.when(pl.lit(stripped).str.contains(r"^(0|-?[1-9][0-9]{0,18})$"))
+                         .then(pl.lit(stripped)).cast(pl.Int64, strict=False)).to_series()
+
     keyed = _report("1. keying every transaction's user id", _timed({
-        "baseline: Int64 column, cast(Int64)": lambda: ids.cast(pl.Int64),
+        "baseline: integer text, first release (canonical integers only)":
+            lambda: first_release(integer_text),
         "Int64 column, user_keys": lambda: user_keys(ids),
         "integer text (CSV), user_keys": lambda: user_keys(integer_text),
         "UUID text, user_keys": lambda: user_keys(uuid_ids),
-    }, args.repeat), "baseline: Int64 column, cast(Int64)")
+    }, args.repeat), "baseline: integer text, first release (canonical integers only)")
 
     def integer_step() -> pl.DataFrame:
         return with_source_user_ids(_profiles(data), dictionary.clear())
@@ -126,17 +135,37 @@ def main(argv: list[str] | None = None) -> None:
     def uuid_step() -> pl.DataFrame:
         return with_source_user_ids(_profiles(uuid_data), dictionary)
 
+    # what the staged files' footers hold (StagingStore.id_ranges), computed untimed here
+    ranges = [tuple(pl.scan_parquet(path).select(pl.col("transaction_id").min().alias("a"),
+                                                 pl.col("transaction_id").max().alias("b"))
+                    .collect().row(0)) for path in sorted((data / "window").glob("*.parquet"))]
+
+    def checked_step(id_ranges: list | None = None) -> pl.DataFrame:
+        """The whole asset step: the window's duplicate-id check, the profiles, the ids."""
+        window = pl.scan_parquet(data / "window" / "*.parquet")
+        duplicates = find_window_duplicates(window, id_ranges)
+        profiles = compute_profiles(without_duplicates(window, duplicates),
+                                    as_of_end=as_of_end(), thresholds=THRESHOLDS,
+                                    history=pl.scan_parquet(data / "history.parquet"))
+        return with_source_user_ids(profiles, dictionary.clear())
+
     integer_out, uuid_out = integer_step(), uuid_step()
-    same = (integer_out.drop("user_id", "source_user_id").sort("total_spent", "last_purchase_at")
-            .equals(uuid_out.drop("user_id", "source_user_id")
-                    .sort("total_spent", "last_purchase_at")))
-    print(f"\nprofiles: {integer_out.height:,} rows; UUID run gives the same profiles: {same}")
+    as_uuid = integer_out.with_columns(pl.col("source_user_id").map_elements(
+        lambda user: str(uuid.uuid5(uuid.NAMESPACE_URL, f"user/{user}")),
+        return_dtype=pl.String))
+    same = (as_uuid.drop("user_id").sort("source_user_id")
+            .equals(uuid_out.drop("user_id").sort("source_user_id")))
+    print(f"\nprofiles: {integer_out.height:,} rows; the UUID run gives the same profiles, "
+          f"user by user: {same}")
     if not same:
         raise SystemExit("the UUID-keyed profiles differ from the integer ones")
     profiled = _report("2. the profile step (compute_profiles, then source_user_id)", _timed({
         "baseline: compute_profiles, integer ids": lambda: _profiles(data),
         "integer ids + source_user_id": integer_step,
         "UUID ids (text keys) + source_user_id": uuid_step,
+        "asset step, ids in disjoint daily ranges (footer check)":
+            lambda: checked_step(ranges),
+        "asset step, random ids (reads every id)": checked_step,
     }, args.repeat), "baseline: compute_profiles, integer ids")
     print(json.dumps({"keying": keyed, "profiles": profiled}))
 

@@ -27,6 +27,8 @@ import polars as pl
 
 from transforms.columns import STAGED_TRANSACTION_SCHEMA
 
+ID_MIN_KEY = "marketing.transaction_id_min"
+ID_MAX_KEY = "marketing.transaction_id_max"
 TOKEN_KEY = "marketing.token"
 
 
@@ -38,6 +40,15 @@ class StagedDay:
     token: str
     rows: int
     changed: bool
+
+
+def _id_range(frame: pl.DataFrame) -> dict[str, str]:
+    """The day's smallest and largest transaction id, for the footer: windows whose days'
+    ranges do not overlap cannot hold an id twice (transforms/window_duplicates.py)."""
+    if not frame.height:
+        return {ID_MIN_KEY: "", ID_MAX_KEY: ""}
+    ids = frame["transaction_id"]
+    return {ID_MIN_KEY: str(ids.min()), ID_MAX_KEY: str(ids.max())}
 
 
 def content_token(frame: pl.DataFrame) -> str:
@@ -79,8 +90,21 @@ class StagingStore(dg.ConfigurableResource):
         token = content_token(frame)
         if self.token_of_day(day) == token:
             return StagedDay(target, token, frame.height, changed=False)
-        _write_atomically(target, frame, {TOKEN_KEY: token}, statistics=True)
+        _write_atomically(target, frame, {TOKEN_KEY: token, **_id_range(frame)},
+                          statistics=True)
         return StagedDay(target, token, frame.height, changed=True)
+
+    def id_ranges(self, first: dt.date, last: dt.date) -> list[tuple[str, str]] | None:
+        """(smallest, largest) transaction id of each non-empty staged day in [first,
+        last], from the footers; None when a day's file predates the range keys."""
+        ranges = []
+        for day in self.staged_days(first, last):
+            lineage = read_lineage(self.path_for(day)) or {}
+            if ID_MIN_KEY not in lineage or ID_MAX_KEY not in lineage:
+                return None
+            if lineage[ID_MIN_KEY] or lineage[ID_MAX_KEY]:  # both "" for an empty day
+                ranges.append((lineage[ID_MIN_KEY], lineage[ID_MAX_KEY]))
+        return ranges
 
     def token_of_day(self, day: dt.date) -> str | None:
         """The staged day's token; None if the day has no file (or one from before tokens,

@@ -70,21 +70,39 @@ def user_keys(ids: pl.Series) -> pl.Series:
         value = pl.lit(ids)
         return pl.select(pl.when((value == value.round(0)) & (value >= 0))
                          .then(value).cast(pl.Int64, strict=False)).to_series().rename(ids.name)
-    frame = pl.DataFrame({"text": ids}).with_columns(id_text(pl.col("text")).alias("text"))
+    frame = pl.DataFrame({"text": _unpadded(ids.cast(pl.String))})
     text = pl.col("text")
     frame = frame.with_columns(
         pl.when(text.str.contains(CANONICAL_INTEGER)).then(text.cast(pl.Int64, strict=False))
         .alias("integer"))
     integer = pl.col("integer").is_not_null()
     hashable = (~integer & text.is_not_null() & ~text.str.contains(NEGATIVE_INTEGER)
-                & (text.str.len_chars() <= MAX_ID_LENGTH))
-    candidates = frame.filter(hashable)["text"].unique().to_list()
-    mapping = {value: text_key(value) for value in candidates}
+                & _within_length(frame["text"]))
+    candidates = frame.filter(hashable)["text"]
+    if candidates.is_empty():  # an integer source: no text to hash
+        return frame["integer"].rename(ids.name)
+    mapping = {value: text_key(value) for value in candidates.unique().to_list()}
     return frame.select(
         pl.when(integer).then(pl.col("integer"))
         .when(hashable).then(text.replace_strict(mapping, default=None,
                                                  return_dtype=pl.Int64))
     ).to_series().rename(ids.name)
+
+
+def _unpadded(text: pl.Series) -> pl.Series:
+    """`id_text` of every value; the strip (a copy of every string) only when some value
+    is padded, which clean sources never are."""
+    if text.str.contains(r"^\s|\s$").any():
+        text = text.str.strip_chars()
+    return pl.select(pl.when(pl.lit(text) != "").then(pl.lit(text))).to_series()
+
+
+def _within_length(text: pl.Series) -> pl.Expr:
+    """At most MAX_ID_LENGTH characters; characters are counted only when some value has
+    more bytes than that (a UTF-8 character is at least one byte)."""
+    if not (text.str.len_bytes() > MAX_ID_LENGTH).any():
+        return pl.lit(True)
+    return pl.col("text").str.len_chars() <= MAX_ID_LENGTH
 
 
 def is_text_key(keys: pl.Expr) -> pl.Expr:
