@@ -49,7 +49,7 @@ from pathlib import Path
 import polars as pl
 
 from resources import fault_points
-from resources.staging import StagingStore
+from resources.staging import StagingStore, fsync_directory
 from resources.table_writes import TableWrite
 from resources.warehouse import Warehouse
 
@@ -155,9 +155,12 @@ class _PendingFile:
         version = self.path.name.split("-")[1]
         with os.fdopen(os.dup(self.descriptor), "wb") as handle:
             frame.write_parquet(handle, statistics=True, metadata={VERSION_KEY: version})
+            handle.flush()
+            os.fsync(handle.fileno())  # on disk before the warehouse commit names it
 
     def rename(self, target: Path) -> None:
         os.replace(self.path, target)
+        fsync_directory(target.parent)
 
     def close(self, *, discard: bool) -> None:
         """Release the flock; a file that never became current is deleted first."""

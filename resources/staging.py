@@ -196,6 +196,28 @@ def _write_atomically(target: Path, frame: pl.DataFrame, metadata: dict[str, str
     temporary = target.with_name(f".{uuid.uuid4().hex}.tmp")
     try:
         frame.write_parquet(temporary, statistics=statistics, metadata=metadata or None)
+        fsync_file(temporary)
         os.replace(temporary, target)
+        fsync_directory(target.parent)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def fsync_file(path: Path) -> None:
+    """Force a written file's bytes to disk before it is renamed into place: otherwise a
+    power cut after the rename (and the warehouse commit that names it) can leave an
+    empty or torn file under the final name."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def fsync_directory(folder: Path) -> None:
+    """Make a rename in `folder` durable (the directory entry is data too)."""
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
