@@ -7,11 +7,23 @@ driver, never formatted into the text.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from functools import cache
 from pathlib import Path
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+
+def _sql_dir() -> Path:
+    """`sql/` of an installed wheel (the package `marketing_sql`, setup.py), else of the
+    checkout this module sits in. Migrations found nowhere are an error later
+    (resources/migrations.py), never an empty schema."""
+    spec = importlib.util.find_spec("marketing_sql")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return Path(__file__).resolve().parent.parent / "sql"
+
+
+SQL_DIR = _sql_dir()
 MIGRATIONS_DIR = SQL_DIR / "migrations"
 QUERIES_DIR = SQL_DIR / "queries"
 

@@ -1,0 +1,13 @@
+"""Packaging details pyproject.toml cannot say: the top-level `sql/` folder (the design
+card's layout) ships in the wheel as the package `marketing_sql`, with its .sql files.
+Everything else about the project is in pyproject.toml."""
+
+from setuptools import find_packages, setup
+
+CODE_PACKAGES = ["pipelines*", "assets*", "resources*", "transforms*", "datagen*", "api*"]
+
+setup(
+    packages=[*find_packages(include=CODE_PACKAGES), "marketing_sql"],
+    package_dir={"marketing_sql": "sql"},
+    package_data={"marketing_sql": ["migrations/*.sql", "queries/*.sql", "roles/*.sql"]},
+)
