@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import pandera.polars as pa
 import polars as pl
 
 from transforms.amounts import convert_cents, with_parsed_cents
@@ -29,6 +29,9 @@ from transforms.columns import (
 from transforms.ingest_policy import MAX_ABS_AMOUNT_CENTS, IngestPolicy
 from transforms.timestamps import parse_timestamp_columns
 from transforms.user_keys import NEGATIVE_INTEGER, USER_KEY_SCHEMA, refuse_collisions, user_keys
+
+if TYPE_CHECKING:
+    import pandera.polars as pa
 
 ROW = "source_row"
 FILE = "source_file"
@@ -228,7 +231,12 @@ def coerce_transactions(raw: pl.DataFrame, policy: IngestPolicy | None = None,
 
 
 def transaction_schema(latest_allowed: dt.datetime) -> pa.DataFrameSchema:
-    """The contract a staged transaction meets; `latest_allowed` bounds future timestamps."""
+    """The contract a staged transaction meets; `latest_allowed` bounds future timestamps.
+
+    pandera (and the pandas it loads, ~1.5 s) is imported here, on first use, not by every
+    process that imports the definitions (a run worker, the CLI, `dagster dev`)."""
+    import pandera.polars as pa
+
     return pa.DataFrameSchema(
         {
             "transaction_id": pa.Column(str, nullable=False, unique=True),
@@ -273,6 +281,12 @@ def _reason_code(column: str, check: str) -> pl.Expr:
     return pl.lit(f"{column}:{check}")
 
 
+def _schema_errors() -> type[Exception]:
+    import pandera.errors
+
+    return pandera.errors.SchemaErrors
+
+
 def _flag_failures(indexed: pl.DataFrame) -> list[pl.DataFrame]:
     """Row index -> reason for the policy flags, which `coerce_transactions` already
     evaluated (a plain filter: pandera would only re-check booleans, at a cost)."""
@@ -288,7 +302,7 @@ def _failures(coerced: pl.DataFrame, latest_allowed: dt.datetime) -> pl.DataFram
     flagged = _flag_failures(indexed)
     try:
         transaction_schema(latest_allowed).validate(coerced, lazy=True)
-    except pa.errors.SchemaErrors as errors:
+    except _schema_errors() as errors:
         cases = errors.failure_cases.filter(pl.col("index").is_not_null())
         pairs = cases.select("column", "check").unique().rows()
         parts = []
