@@ -13,8 +13,7 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from resources.connection_url import parse_backend_url, redact_url
-from resources.warehouse import DEFAULT_WAREHOUSE_URL
+from resources.connection_url import DEFAULT_WAREHOUSE_URL, parse_backend_url, redact_url
 
 # HS256 with a short key is brute-forceable offline from any token; RFC 7518 asks for a
 # key at least as long as the hash output (32 bytes).

@@ -6,6 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+# The demo's warehouse; shared by the pipeline and the API (which must not import Dagster
+# to learn it).
+DEFAULT_WAREHOUSE_URL = "duckdb:///data/demo/warehouse.duckdb"
+
 
 @dataclass(frozen=True)
 class ParsedUrl:

@@ -19,14 +19,12 @@ import dagster as dg
 import polars as pl
 from pydantic import Field, PrivateAttr
 
-from resources.connection_url import parse_backend_url, redact_url
+from resources.connection_url import DEFAULT_WAREHOUSE_URL, parse_backend_url, redact_url
 from resources.migrations import apply_migrations, current_version
 from resources.sql_files import load_query
 from resources.table_writes import LockRequest, TableWrite, WriteScope, covers, lock_requests
 from resources.warehouse_backends import WarehouseBackend, backend_for
 from resources.write_transactions import WriteTransaction
-
-DEFAULT_WAREHOUSE_URL = "duckdb:///data/demo/warehouse.duckdb"
 
 
 class Warehouse(dg.ConfigurableResource):

@@ -26,8 +26,8 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,7 +42,10 @@ if TYPE_CHECKING:
 pytest_plugins = ["tests.api_fixtures"]
 API = "/api/marketing"
 OFFSET = 100_000
-READ_SECONDS = 3.0
+# Work, not seconds: the reader keeps reading until it has checked this many answers AND
+# the writer has flipped this many times; the writer keeps flipping until both hold. Each
+# side waits for the other's count, so reads and writes overlap however slow the machine.
+MIN_WORK = 10
 COPIED = ("ai_campaigns", "campaign_metrics", "campaign_incrementality", "user_segments",
           "segment_overlap", "staged_partitions", "campaign_status")
 
@@ -66,12 +69,13 @@ def _flip(warehouse: Warehouse, frames: dict, day: dt.date, version: int) -> Non
                                     partition_column=column)
 
 
-def _check_answers(api_client: TestClient, headers: dict, day: dt.date, base: dict) -> int:
-    """Read the flipped day until READ_SECONDS pass; every answer must be one version."""
+def _check_answers(api_client: TestClient, headers: dict, day: dt.date, base: dict,
+                   flips_so_far: Callable[[], int]) -> int:
+    """Read the flipped day until MIN_WORK answers are checked and the writer has flipped
+    MIN_WORK times; every answer must be one version."""
     pattern, campaign_id = base["pattern"], base["campaign_id"]
     checked = 0
-    deadline = time.monotonic() + READ_SECONDS
-    while time.monotonic() < deadline:
+    while checked < MIN_WORK or flips_so_far() < MIN_WORK:
         segments = api_client.get(f"{API}/segments", params={"as_of": str(day)}, headers=headers)
         assert segments.status_code == 200, segments.text
         shifts = {s["user_count"] - base["segments"][s["behavior_pattern"]]
@@ -142,30 +146,32 @@ def test_postgres_requests_see_whole_partitions(api_postgres: Materialized,
 
     def writer() -> None:
         try:
-            while not stop.is_set():
+            while not (stop.is_set() and flips[0] >= MIN_WORK):
                 flips[0] += 1
                 _flip(target, frames, day, flips[0] % 2)
         except Exception as error:  # reported by the main thread
             failures.append(error)
+            flips[0] = MIN_WORK  # let the reader stop
 
     thread = threading.Thread(target=writer, daemon=True)
     thread.start()
     try:
-        checked = _check_answers(api_client, api_auth, day, base)
+        checked = _check_answers(api_client, api_auth, day, base, lambda: flips[0])
     finally:
         stop.set()
         thread.join(timeout=30)
     assert not failures, failures
-    assert checked >= 20 and flips[0] >= 20, (checked, flips[0])
+    assert checked >= MIN_WORK and flips[0] >= MIN_WORK, (checked, flips[0])
 
 
 # The same flips as _flip, in a process of its own (DuckDB's lock is per process).
 WRITER_PROCESS = """
-import datetime as dt, pickle, sys, time
+import datetime as dt, os, pickle, sys
+from pathlib import Path
 from resources.warehouse import Warehouse
-url, day, seconds = sys.argv[1], dt.date.fromisoformat(sys.argv[2]), float(sys.argv[3])
-with open(sys.argv[4], "rb") as handle:
-    frames = pickle.load(handle)
+url, day, minimum = sys.argv[1], dt.date.fromisoformat(sys.argv[2]), int(sys.argv[3])
+frames_path, stop, count = Path(sys.argv[4]), Path(sys.argv[5]), Path(sys.argv[6])
+frames = pickle.loads(frames_path.read_bytes())
 warehouse = Warehouse(url=url)
 
 def flip(version):
@@ -174,14 +180,23 @@ def flip(version):
         warehouse.replace_partition(table, pair[version], partition_value=day,
                                     partition_column=column)
 
-flips, deadline = 0, time.monotonic() + seconds
+flips = 0
 print("started", flush=True)
-while time.monotonic() < deadline:
+while not (stop.exists() and flips >= minimum):
     flips += 1
     flip(flips % 2)
+    count.with_suffix(".tmp").write_text(str(flips))
+    os.replace(count.with_suffix(".tmp"), count)
 flip(0)
 print(flips, flush=True)
 """
+
+
+def _count_in(path: Path) -> int:
+    try:
+        return int(path.read_text() or 0)
+    except FileNotFoundError:
+        return 0
 
 
 def test_duckdb_requests_see_whole_partitions(api_duckdb: Materialized,
@@ -197,14 +212,20 @@ def test_duckdb_requests_see_whole_partitions(api_duckdb: Materialized,
     (tmp_path / "frames.pickle").write_bytes(pickle.dumps(frames))
     api_client = make_api_client(api_duckdb, database_url=url, db_timeout_seconds=10.0)
     repo = Path(__file__).resolve().parent.parent
+    stop, count = tmp_path / "stop", tmp_path / "flips"
     writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER_PROCESS, url, str(day), str(READ_SECONDS + 1),
-         str(tmp_path / "frames.pickle")], cwd=repo, stdout=subprocess.PIPE, text=True)
+        [sys.executable, "-c", WRITER_PROCESS, url, str(day), str(MIN_WORK),
+         str(tmp_path / "frames.pickle"), str(stop), str(count)],
+        cwd=repo, stdout=subprocess.PIPE, text=True)
     try:
         assert writer.stdout is not None and writer.stdout.readline().strip() == "started"
-        checked = _check_answers(api_client, api_auth, day, base)
+        checked = _check_answers(api_client, api_auth, day, base,
+                                 lambda: _count_in(count) if writer.poll() is None
+                                 else MIN_WORK)
+        stop.touch()
         flips = int(writer.stdout.readline().strip() or 0)
     finally:
-        writer.wait(timeout=60)
+        stop.touch()
+        writer.wait(timeout=600)
     assert writer.returncode == 0
-    assert checked >= 5 and flips >= 5, (checked, flips)
+    assert checked >= MIN_WORK and flips >= MIN_WORK, (checked, flips)

@@ -48,8 +48,11 @@ BACKFILL_KIND = os.environ.get("MARKETING_E2E_BACKFILL", "job")
 # From the first partition: a fresh deployment's backfill must start where the history
 # starts (a later start is refused, tests/test_consistency.py).
 BACKFILL_DAYS = [START + dt.timedelta(days=offset) for offset in (0, 1, 2)]
-STARTUP_TIMEOUT_S = 90
-BACKFILL_TIMEOUT_S = 240 if BACKFILL_KIND == "job" else 600
+# Hang guards, not performance targets: the loops fail at once if dagster dev exits, and
+# otherwise wait long enough for a machine whose other core is busy (start-up took 25-30 s
+# there). Timings belong in bench/.
+STARTUP_TIMEOUT_S = 480
+BACKFILL_TIMEOUT_S = 900 if BACKFILL_KIND == "job" else 1500
 STOP_TIMEOUT_S = 30
 DONE_STATUSES = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 RUN_DONE_STATUSES = {"SUCCESS", "FAILURE", "CANCELED"}
