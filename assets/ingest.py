@@ -199,7 +199,7 @@ def _known_users(source: TransactionSource, until: dt.datetime) -> pl.DataFrame 
     the source has no users table, so users are then not checked (and the metadata says
     so) rather than every row counting as unknown."""
     try:
-        users = source.read_users(until)
+        users = source.read_users(until, columns=("user_id", "signed_up_at"))
     except FileNotFoundError:
         return None
     return users.select("user_id", pl.col("signed_up_at").dt.convert_time_zone("UTC"))
