@@ -39,6 +39,7 @@ class Warehouse(dg.ConfigurableResource):
 
     _migrated: bool = PrivateAttr(default=False)
     _columns: dict[str, list[str]] = PrivateAttr(default_factory=dict)
+    _version: str | None = PrivateAttr(default=None)
 
     @cached_property
     def backend(self) -> WarehouseBackend:
@@ -64,6 +65,7 @@ class Warehouse(dg.ConfigurableResource):
         """Apply pending schema migrations (idempotent); return the versions applied now."""
         applied = apply_migrations(self.backend, self.schema_name)
         self._migrated = True
+        self._version = current_version(self.backend)
         return applied
 
     def ensure_schema(self) -> None:
@@ -186,10 +188,23 @@ class Warehouse(dg.ConfigurableResource):
         return frame.select([column for column in columns if column in frame.columns])
 
     def _columns_of(self, table: str) -> list[str]:
-        """Table columns, looked up once per resource (the schema does not change mid-run)."""
+        """Table columns, looked up once per process and schema version: the columns are
+        what the migrations up to that version made them, and every run of an in-process
+        loop (the demo, a backfill of one run per day) would otherwise ask again."""
         if table not in self._columns:
-            self._columns[table] = self.backend.table_columns(table)
+            key = (self.url, self.schema_name, self._version, table)
+            if self._version is None or key not in _TABLE_COLUMNS:
+                columns = self.backend.table_columns(table)
+                if self._version is None or not columns:
+                    self._columns[table] = columns
+                    return columns
+                _TABLE_COLUMNS[key] = columns
+            self._columns[table] = _TABLE_COLUMNS[key]
         return self._columns[table]
+
+
+# (url, schema, schema version, table) -> columns; see Warehouse._columns_of.
+_TABLE_COLUMNS: dict[tuple[str, str, str, str], list[str]] = {}
 
 
 def _utc_timestamps(frame: pl.DataFrame) -> pl.DataFrame:
