@@ -20,6 +20,7 @@ from assets.ingest import (
     users_source,
 )
 from assets.profiles import build_profile_assets
+from pipelines.asset_catalog import annotate
 from pipelines.jobs import build_jobs
 from pipelines.partitions import daily_partitions
 from pipelines.schedules import build_schedules
@@ -54,7 +55,7 @@ def build_assets(settings: PipelineSettings) -> list[dg.AssetsDefinition | dg.As
     """Every asset of the graph, partitioned from the configured first date."""
     partitions = daily_partitions(settings.first_partition_date)
     tolerance = dt.timedelta(minutes=settings.future_tolerance_minutes)
-    return [
+    return annotate([
         transactions_source,
         users_source,
         campaign_events_source,
@@ -66,7 +67,8 @@ def build_assets(settings: PipelineSettings) -> list[dg.AssetsDefinition | dg.As
                               settings.pattern_thresholds),
         *build_campaign_assets(partitions),
         *build_copy_assets(partitions),
-    ]
+    ], warehouse_url=settings.warehouse_url, source_url=settings.source_url,
+        owner=settings.asset_owner)
 
 
 def build_definitions(settings: PipelineSettings) -> dg.Definitions:

@@ -45,6 +45,8 @@ class PipelineSettings(BaseModel):
     - `MARKETING_SOURCE_TIME_ZONE`, `MARKETING_NAIVE_TIMESTAMPS`, `MARKETING_SUB_CENT_AMOUNTS`,
       `MARKETING_BASE_CURRENCY`, `MARKETING_CURRENCY_RATES`, `MARKETING_UNKNOWN_USERS`,
       `MARKETING_USER_IDS`: how ingest treats ambiguous values (transforms/ingest_policy.py).
+    - `MARKETING_ASSET_OWNER`: the owner every asset shows in the Dagster UI (a
+      `team:name` or an email; default `team:marketing-data`).
     - `MARKETING_PATTERN_<FIELD>`: pattern thresholds (transforms/thresholds.py); the
       lookback among them shapes the asset graph (the profiles' partition mapping).
     """
@@ -61,6 +63,7 @@ class PipelineSettings(BaseModel):
     future_tolerance_minutes: int = Field(default=5, ge=0)
     max_rejected_share: float = Field(default=0.5, ge=0, le=1)
     allow_emptying_days: bool = False
+    asset_owner: str = "team:marketing-data"
     ingest_policy: IngestPolicy = Field(default_factory=IngestPolicy)
     pattern_thresholds: PatternThresholds = Field(default_factory=PatternThresholds)
 
@@ -79,6 +82,7 @@ class PipelineSettings(BaseModel):
             "future_tolerance_minutes": "MARKETING_FUTURE_TOLERANCE_MINUTES",
             "max_rejected_share": "MARKETING_MAX_REJECTED_SHARE",
             "allow_emptying_days": "MARKETING_ALLOW_EMPTYING_DAYS",
+            "asset_owner": "MARKETING_ASSET_OWNER",
         }
         policy_names = {
             "source_time_zone": "MARKETING_SOURCE_TIME_ZONE",
