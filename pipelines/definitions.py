@@ -79,7 +79,8 @@ def build_definitions(settings: PipelineSettings) -> dg.Definitions:
         assets=assets,
         jobs=jobs,
         schedules=build_schedules(jobs, settings.first_partition_date),
-        sensors=build_sensors(),
+        sensors=build_sensors(settings.alert_webhook_url.get_secret_value()
+                              if settings.alert_webhook_url else None),
         resources=build_resources(settings),
         # In-process: a step's work is 0.2-1.3 s, while the multiprocess executor spends
         # 5-18 s per step starting Python and loading the code location (docs/benchmarks.md),

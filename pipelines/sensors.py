@@ -1,5 +1,6 @@
 """Sensors that make failures loud: a failed run or a failed asset check becomes an ERROR
-(or WARNING) line in the daemon's log and on the sensor's tick in the UI.
+(or WARNING) line in the daemon's log and on the sensor's tick in the UI, and a POST to
+`MARKETING_ALERT_WEBHOOK_URL` when one is set (pipelines/alert_delivery.py).
 
 Why run-status sensors and not a sensor polling check results: run-status sensors keep a
 cursor on run-status events, so each evaluation reads only the runs that finished since the
@@ -19,6 +20,8 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 from dagster import DagsterEventType, EventLogEntry
+
+from pipelines.alert_delivery import Alert, deliver
 
 if TYPE_CHECKING:
     from dagster_shared.error import SerializableErrorInfo
@@ -163,17 +166,31 @@ def _run_events(context: dg.RunStatusSensorContext) -> list[EventLogEntry]:
     return list(context.instance.all_logs(context.dagster_run.run_id, of_type=ALERT_EVENT_TYPES))
 
 
-def _log_failed_checks(context: dg.RunStatusSensorContext,
-                       entries: Iterable[EventLogEntry]) -> int:
+def _alert(context: dg.RunStatusSensorContext, webhook_url: str | None, text: str, *,
+           kind: str, severity: str = "ERROR") -> None:
+    """Log the alert on the sensor's tick and, when configured, deliver it to the webhook."""
+    log = context.log.warning if severity == "WARN" else context.log.error
+    log(text)
+    if webhook_url:
+        run = context.dagster_run
+        problem = deliver(webhook_url, Alert(text, kind, severity, run.run_id, run.job_name))
+        if problem:
+            context.log.error(f"alert webhook delivery failed ({problem}); the alert is in "
+                              "this log only")
+
+
+def _alert_failed_checks(context: dg.RunStatusSensorContext,
+                         entries: Iterable[EventLogEntry], webhook_url: str | None) -> int:
     checks = failed_checks(context.dagster_run, entries)
     for check in checks:
-        log = context.log.warning if check.severity == "WARN" else context.log.error
-        log(check.message(context.dagster_run))
+        _alert(context, webhook_url, check.message(context.dagster_run), kind="check_failure",
+               severity="WARN" if check.severity == "WARN" else "ERROR")
     return len(checks)
 
 
-def build_sensors() -> list[dg.SensorDefinition]:
-    """The alerting sensors: failed runs (with the failed steps' errors) and failed checks."""
+def build_sensors(webhook_url: str | None = None) -> list[dg.SensorDefinition]:
+    """The alerting sensors: failed runs (with the failed steps' errors) and failed checks;
+    each alert also goes to `webhook_url` when one is configured (pipelines/alert_delivery)."""
 
     @dg.run_failure_sensor(
         name=RUN_FAILURE_SENSOR,
@@ -186,12 +203,14 @@ def build_sensors() -> list[dg.SensorDefinition]:
         entries = _run_events(context)
         steps = failed_steps(entries)
         for step in steps:
-            context.log.error(step.message(run))
+            _alert(context, webhook_url, step.message(run), kind="run_failure")
         if not steps:  # the run failed outside any step (e.g. it could not start)
             reason = context.failure_event.message or "(no message)"
-            context.log.error(f"RUN FAILED: run {run.run_id} of job {run.job_name}, partition "
-                              f"{run_partition(run)}{_run_context(run)}: {_short(reason)}")
-        _log_failed_checks(context, entries)
+            _alert(context, webhook_url,
+                   f"RUN FAILED: run {run.run_id} of job {run.job_name}, partition "
+                   f"{run_partition(run)}{_run_context(run)}: {_short(reason)}",
+                   kind="run_failure")
+        _alert_failed_checks(context, entries, webhook_url)
 
     @dg.run_status_sensor(
         name=CHECK_FAILURE_SENSOR,
@@ -203,6 +222,6 @@ def build_sensors() -> list[dg.SensorDefinition]:
     def alert_on_failed_checks(context: dg.RunStatusSensorContext) -> None:
         entries = context.instance.all_logs(
             context.dagster_run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
-        _log_failed_checks(context, entries)
+        _alert_failed_checks(context, entries, webhook_url)
 
     return [alert_on_run_failure, alert_on_failed_checks]

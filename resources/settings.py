@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from transforms.ingest_policy import IngestPolicy
 from transforms.thresholds import PatternThresholds
@@ -47,6 +47,8 @@ class PipelineSettings(BaseModel):
       `MARKETING_USER_IDS`: how ingest treats ambiguous values (transforms/ingest_policy.py).
     - `MARKETING_ASSET_OWNER`: the owner every asset shows in the Dagster UI (a
       `team:name` or an email; default `team:marketing-data`).
+    - `MARKETING_ALERT_WEBHOOK_URL`: where the alerting sensors also POST each alert
+      (a secret: never logged).
     - `MARKETING_PATTERN_<FIELD>`: pattern thresholds (transforms/thresholds.py); the
       lookback among them shapes the asset graph (the profiles' partition mapping).
     """
@@ -64,6 +66,7 @@ class PipelineSettings(BaseModel):
     max_rejected_share: float = Field(default=0.5, ge=0, le=1)
     allow_emptying_days: bool = False
     asset_owner: str = "team:marketing-data"
+    alert_webhook_url: SecretStr | None = None
     ingest_policy: IngestPolicy = Field(default_factory=IngestPolicy)
     pattern_thresholds: PatternThresholds = Field(default_factory=PatternThresholds)
 
@@ -83,6 +86,7 @@ class PipelineSettings(BaseModel):
             "max_rejected_share": "MARKETING_MAX_REJECTED_SHARE",
             "allow_emptying_days": "MARKETING_ALLOW_EMPTYING_DAYS",
             "asset_owner": "MARKETING_ASSET_OWNER",
+            "alert_webhook_url": "MARKETING_ALERT_WEBHOOK_URL",
         }
         policy_names = {
             "source_time_zone": "MARKETING_SOURCE_TIME_ZONE",

@@ -7,10 +7,15 @@ report failed checks and runs.
 from __future__ import annotations
 
 import datetime as dt
+import http.server
+import json
 import logging
+import socket
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import dagster as dg
 import polars as pl
@@ -317,12 +322,92 @@ def test_sensors_log_failed_checks_and_failed_runs_with_asset_partition_and_reas
 
 
 def test_sensors_resolve_alongside_the_whole_graph() -> None:
-    """The sensors load with the real code location (registered there, or merged in until
-    they are), so a broken sensor fails CI like a broken job would."""
+    """The sensors are registered in the real code location (not merged in by the test),
+    so a sensor missing from the definitions, or broken, fails CI like a broken job."""
     definitions = build_definitions(PipelineSettings(first_partition_date=START))
     names = {RUN_FAILURE_SENSOR, CHECK_FAILURE_SENSOR}
-    registered = {sensor.name for sensor in definitions.sensors or []}
-    if not names <= registered:
-        definitions = dg.Definitions.merge(definitions, dg.Definitions(sensors=build_sensors()))
+    assert names <= {sensor.name for sensor in definitions.sensors or []}
     for name in names:
         assert definitions.resolve_sensor_def(name).name == name
+
+
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    """A webhook: records each JSON body; answers 503 while `failures_left` > 0."""
+
+    bodies: ClassVar[list[dict]] = []
+    failures_left: ClassVar[int] = 0
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if type(self).failures_left > 0:
+            type(self).failures_left -= 1
+            self.send_response(503)
+        else:
+            type(self).bodies.append(body)
+            self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, type[_Receiver]]]:
+    receiver = type("Receiver", (_Receiver,), {"bodies": [], "failures_left": 0})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hooks/T0/s3cret", receiver
+    finally:
+        server.shutdown()
+
+
+def test_alerts_are_posted_to_the_configured_webhook(
+        instance: dg.DagsterInstance, webhook: tuple[str, type[_Receiver]]) -> None:
+    url, receiver = webhook
+    receiver.failures_left = 1  # the first delivery is retried after a 503
+    sensors = {sensor.name: sensor for sensor in build_sensors(webhook_url=url)}
+    cursors = {name: _evaluate(sensor, instance, None)[0] for name, sensor in sensors.items()}
+    defs = dg.Definitions(assets=[scores, unreachable], jobs=[
+        dg.define_asset_job("score_job", [scores]),
+        dg.define_asset_job("unreachable_job", [unreachable])])
+    succeeded = defs.resolve_job_def("score_job").execute_in_process(
+        instance=instance, partition_key="2026-02-03")
+    failed = defs.resolve_job_def("unreachable_job").execute_in_process(
+        instance=instance, partition_key="2026-02-04", raise_on_error=False)
+
+    _, check_lines = _evaluate(sensors[CHECK_FAILURE_SENSOR], instance,
+                               cursors[CHECK_FAILURE_SENSOR])
+    _, failure_lines = _evaluate(sensors[RUN_FAILURE_SENSOR], instance,
+                                 cursors[RUN_FAILURE_SENSOR])
+    posted = {(body["kind"], body["severity"], body["run_id"]): body["text"]
+              for body in receiver.bodies}
+    assert len(receiver.bodies) == 3  # two checks, one failed run; the 503 retried
+    assert posted[("check_failure", "ERROR", succeeded.run_id)] == check_lines[0][1]
+    assert posted[("check_failure", "WARN", succeeded.run_id)] == check_lines[1][1]
+    assert "ConnectionError: warehouse unreachable" in posted[
+        ("run_failure", "ERROR", failed.run_id)]
+    assert all(body["job"] in {"score_job", "unreachable_job"} for body in receiver.bodies)
+    assert not any("s3cret" in text for _, text in check_lines + failure_lines)
+
+
+def test_an_unreachable_webhook_is_reported_on_the_tick_and_the_alert_still_logged(
+        instance: dg.DagsterInstance) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sensor = next(sensor for sensor in build_sensors(
+        webhook_url=f"http://127.0.0.1:{port}/hooks/s3cret") if sensor.name ==
+        RUN_FAILURE_SENSOR)
+    cursor, _ = _evaluate(sensor, instance, None)
+    dg.Definitions(assets=[unreachable], jobs=[dg.define_asset_job("u", [unreachable])]) \
+        .resolve_job_def("u").execute_in_process(instance=instance,
+                                                 partition_key="2026-02-04",
+                                                 raise_on_error=False)
+    _, lines = _evaluate(sensor, instance, cursor)
+    texts = [text for level, text in lines if level == "ERROR"]
+    assert any(text.startswith("RUN FAILED") for text in texts)
+    assert any("alert webhook delivery failed" in text and "after 3 attempts" in text
+               for text in texts)
+    assert not any("s3cret" in text for text in texts)
