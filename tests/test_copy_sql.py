@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
+from resources.copy_cache import WarehouseCopyCache
 from resources.warehouse import Warehouse
 from transforms.copy_prompt import CampaignBrief, Offer
 from transforms.copy_validation import CampaignCopy
-from transforms.copywriter import CopySettings, generate_copies_sync
+from transforms.copywriter import CachedCopy, CopySettings, generate_copies_sync
 
 MIGRATION = Path(__file__).resolve().parent.parent / "sql" / "migrations" / "0004_copy.sql"
 DAY = dt.date(2026, 3, 1)
@@ -22,16 +24,6 @@ COPY_COLUMNS = [
     "social_copy", "copy_source", "fallback_reason", "model", "prompt_hash",
     "prompt_template_version", "tokens_in", "tokens_out", "created_at",
 ]  # fmt: skip
-
-UPSERT_CACHE = """
-INSERT INTO llm_copy_cache (prompt_hash, model, response_json, tokens_in, tokens_out, created_at)
-VALUES (:prompt_hash, :model, CAST(:response_json AS JSON), :tokens_in, :tokens_out, :created_at)
-ON CONFLICT (prompt_hash) DO UPDATE SET
-    model = excluded.model, response_json = excluded.response_json,
-    tokens_in = excluded.tokens_in, tokens_out = excluded.tokens_out,
-    created_at = excluded.created_at
-"""
-
 
 def _template_rows() -> list[dict[str, object]]:
     brief = CampaignBrief(
@@ -70,19 +62,24 @@ def test_campaign_copy_partition_round_trips(warehouse: Warehouse) -> None:
     )  # fmt: skip
 
 
-def test_llm_copy_cache_upserts_json(warehouse: Warehouse) -> None:
+def test_llm_copy_cache_stores_replaces_and_reads_back_json(warehouse: Warehouse) -> None:
+    """Through the cache the copy step uses (resources/copy_cache.py), not SQL of its own:
+    a stored answer reads back equal, a second answer for the same prompt replaces it,
+    and an unknown prompt is a miss."""
     copy = CampaignCopy(
         headline="Double points", email_body="Earn double points. Unsubscribe any time.",
         ctas=["a", "b", "c"], subject_lines=["x", "y"], social_copy="Double points!",
     )  # fmt: skip
-    params = {
-        "prompt_hash": "ab" * 32, "model": "m", "response_json": copy.model_dump_json(),
-        "tokens_in": 10, "tokens_out": 20,
-        "created_at": dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC),
-    }  # fmt: skip
-    warehouse.execute(UPSERT_CACHE, params)
-    warehouse.execute(UPSERT_CACHE, {**params, "tokens_out": 25})
+    record = CachedCopy(prompt_hash="ab" * 32, model="m",
+                        response_json=json.loads(copy.model_dump_json()), tokens_in=10,
+                        tokens_out=20, created_at=dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC))
+    cache = WarehouseCopyCache(warehouse)
+    cache.put_many([record])
+    cache.put_many([replace(record, tokens_out=25)])
 
     stored = warehouse.read("SELECT * FROM llm_copy_cache").to_dicts()
     assert len(stored) == 1 and stored[0]["tokens_out"] == 25
-    assert CampaignCopy.model_validate(json.loads(stored[0]["response_json"])) == copy
+    found = cache.get_many([record.prompt_hash, "cd" * 32])
+    assert set(found) == {record.prompt_hash}
+    assert found[record.prompt_hash].tokens_out == 25
+    assert CampaignCopy.model_validate(found[record.prompt_hash].response_json) == copy
