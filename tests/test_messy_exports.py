@@ -282,14 +282,19 @@ def test_parquet_exports_with_a_truncated_file_and_mixed_types(tmp_path: Path) -
     assert set(outcome.rejected["reason_code"]) == set()
 
 
-@pytest.mark.parametrize("order", ["day_by_day", "later_day_first"])
+@pytest.mark.parametrize(("order", "warehouse"), [("day_by_day", "duckdb"),
+                                                  ("later_day_first", "duckdb"),
+                                                  ("later_day_first", "postgres")])
 def test_an_id_staged_on_two_days_counts_once_in_the_window_whatever_the_order(
-        order: str, tmp_path: Path) -> None:
+        order: str, warehouse: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """The same transaction id on two days (a re-sent export with a corrected time): the
     profile counts its earliest copy once, reports the other, and gives the same table
     whether the days were ingested in order or the later one first."""
+    url, schema = None, "marketing"
+    if warehouse == "postgres":
+        url, schema = request.getfixturevalue("postgres_url"), f"m_{uuid.uuid4().hex[:10]}"
     pipeline = generated_source(tmp_path, str(tmp_path / "exports"), file_format="csv",
-                                days=DAYS)
+                                days=DAYS, warehouse_url=url, warehouse_schema=schema)
     user = str(pipeline.users["user_id"][0])
     folder = Path(pipeline.settings.source_url) / "transactions"
     folder.mkdir()
