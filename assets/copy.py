@@ -43,11 +43,20 @@ def _segment_facts(segments: pl.DataFrame) -> dict[str, dict[str, str | float]]:
     return facts
 
 
-def build_copy_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
-    """The `campaign_copy` asset for the given daily partitions."""
+# Written by campaign_copy as answers arrive; not partitioned (a prompt's answer serves
+# every day that asks it again). Each run that stores answers reports a materialization.
+llm_copy_cache = dg.AssetSpec(
+    "llm_copy_cache", group_name=CAMPAIGN_GROUP,
+    description="Validated LLM answers keyed by prompt hash, stored by campaign_copy as they "
+                "arrive so an unchanged prompt is never billed twice; never deleted.")
+
+
+def build_copy_assets(partitions: dg.PartitionsDefinition
+                      ) -> list[dg.AssetsDefinition | dg.AssetSpec]:
+    """The `campaign_copy` asset for the given daily partitions, and its cache's spec."""
 
     @dg.asset(
-        deps=["ai_campaigns", "user_segments"],
+        deps=["ai_campaigns", "user_segments", llm_copy_cache],
         group_name=CAMPAIGN_GROUP,
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
@@ -73,6 +82,11 @@ def build_copy_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefi
             # This day's calls, tokens and cost only: summed over partitions in the UI, the
             # figures add up to what the run really spent.
             stats = {key: int(result.stats.get(key) or 0) for key in SUMMED_STATS}
+            if stats["llm"]:
+                context.log_event(dg.AssetMaterialization(
+                    asset_key="llm_copy_cache",
+                    metadata={"answers_stored": stats["llm"], "for_day": day.isoformat(),
+                              "table": f"{warehouse.schema_name}.llm_copy_cache"}))
             latencies = {key: result.stats.get(key)
                          for key in ("latency_p50_ms", "latency_p95_ms")}
             reporter.metadata("campaign_copy", day, {
@@ -87,4 +101,4 @@ def build_copy_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefi
             })
         return dg.MaterializeResult(metadata=llm.public_metadata())
 
-    return [campaign_copy]
+    return [campaign_copy, llm_copy_cache]

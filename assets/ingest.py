@@ -263,7 +263,9 @@ def build_ingest_assets(first_partition_date: dt.date, partitions: dg.Partitions
                         future_tolerance: dt.timedelta, max_rejected_share: float, *,
                         policy: IngestPolicy | None = None, allow_emptying_days: bool = False
                         ) -> dg.AssetsDefinition:
-    """The `valid_transactions` / `rejected_transactions` pair for the given partitions."""
+    """One step, four assets: `valid_transactions` (the staged days, with their text-id
+    dictionary `user_keys`), `rejected_transactions`, and the bookkeeping tables
+    `staged_partitions` and `rejected_files`, all committed together per chunk."""
     policy = policy or IngestPolicy()
 
     @dg.multi_asset(
@@ -277,6 +279,19 @@ def build_ingest_assets(first_partition_date: dt.date, partitions: dg.Partitions
                 "rejected_transactions", deps=[transactions_source, users_source],
                 group_name=INGEST_GROUP,
                 description="Rows that failed validation, kept with their reason.",
+            ),
+            dg.AssetSpec(
+                "staged_partitions", deps=[transactions_source, users_source],
+                group_name=INGEST_GROUP,
+                description="One bookkeeping row per ingested day: rows read, accepted, "
+                            "rejected, accepted after a policy decision, the staged file's "
+                            "token (what `inputs_complete` compares).",
+            ),
+            dg.AssetSpec(
+                "rejected_files", deps=[transactions_source],
+                group_name=INGEST_GROUP,
+                description="Export files that could not be read at all, with the reason, "
+                            "under every day of the run that met them.",
             ),
         ],
         check_specs=[
@@ -425,6 +440,12 @@ def build_ingest_assets(first_partition_date: dt.date, partitions: dg.Partitions
                 "table": f"{warehouse.schema_name}.rejected_transactions",
             },
         )
+        yield dg.MaterializeResult(asset_key="staged_partitions", metadata={
+            "table": f"{warehouse.schema_name}.staged_partitions", "days": len(days),
+            "rows_read": totals.read, "rows_rejected": totals.rejected})
+        yield dg.MaterializeResult(asset_key="rejected_files", metadata={
+            "table": f"{warehouse.schema_name}.rejected_files",
+            "files_rejected": len(totals.rejected_files)})
         yield from reporter.finish()
 
     return ingest_transactions

@@ -166,9 +166,11 @@ def build_profile_assets(first_partition_date: dt.date, partitions: dg.Partition
         allow_nonexistent_upstream_partitions=True,
     )
     lookback_dep = dg.AssetDep("valid_transactions", partition_mapping=window_mapping)
+    # `inputs_complete` reads the window's bookkeeping rows as well as its files
+    bookkeeping_dep = dg.AssetDep("staged_partitions", partition_mapping=window_mapping)
 
     @dg.asset(
-        deps=[lookback_dep, HISTORY],
+        deps=[lookback_dep, bookkeeping_dep, HISTORY],
         group_name=PROFILE_GROUP,
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
@@ -258,9 +260,16 @@ def build_profile_assets(first_partition_date: dt.date, partitions: dg.Partition
         })
         yield from reporter.finish()
 
-    @dg.asset(
-        deps=["behavioral_profiles"],
-        group_name=PROFILE_GROUP,
+    @dg.multi_asset(
+        specs=[
+            dg.AssetSpec("user_segments", deps=["behavioral_profiles"], group_name=PROFILE_GROUP,
+                         description="Per pattern: user count, share, total/average/median "
+                                     "spend, purchases per week."),
+            dg.AssetSpec("segment_overlap", deps=["behavioral_profiles"],
+                         group_name=PROFILE_GROUP,
+                         description="Users carrying both of two patterns, per pair; "
+                                     "committed with user_segments."),
+        ],
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
         check_specs=[
@@ -268,8 +277,6 @@ def build_profile_assets(first_partition_date: dt.date, partitions: dg.Partition
                               partitions_def=partitions,
                               description="Counts match the profiles; shares within [0, 1]."),
         ],
-        description="Per pattern: user count, share, total/average/median spend, purchases "
-                    "per week; plus the overlap between patterns (segment_overlap).",
         retry_policy=TRANSIENT_RETRY,
     )
     @retry_transient_only
@@ -310,7 +317,8 @@ def build_profile_assets(first_partition_date: dt.date, partitions: dg.Partition
             TableWrite.partition_range("segment_overlap", pl.concat(all_overlaps),
                                        days[0], days[-1]),
         ])
-        yield dg.MaterializeResult()
+        yield dg.MaterializeResult(asset_key="user_segments")
+        yield dg.MaterializeResult(asset_key="segment_overlap")
         yield from reporter.finish()
 
     return [build_purchase_history_asset(first_partition_date, partitions),

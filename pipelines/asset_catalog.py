@@ -7,7 +7,8 @@ about computing and this file is the one place a reader checks what the catalog 
   dialect (`duckdb` or `postgres`), `parquet` where a copy is staged, `together` for the
   LLM copy. Source assets get the source's kind.
 - **owners**: `MARKETING_ASSET_OWNER` (default `team:marketing-data`).
-- **tags**: `refresh: hourly` on every asset the hourly schedule materializes, and
+- **tags**: `refresh: hourly` on every asset the hourly schedule materializes
+  (`on-demand` for the LLM answer cache), and
   `contains: user-level` on the tables that hold one row per user (the PII a reviewer
   looks for first).
 - **code version**: a digest of the files that compute the asset (its asset module and the
@@ -53,6 +54,7 @@ class Entry:
     kinds: frozenset[str]
     code: tuple[str, ...]
     tags: tuple[tuple[str, str], ...] = ()
+    hourly: bool = True  # materialized by every hourly refresh (tag and freshness)
 
 
 CATALOG: dict[str, Entry] = {
@@ -62,8 +64,12 @@ CATALOG: dict[str, Entry] = {
                               ("assets/purchase_history.py", "transforms/profiles.py")),
     "behavioral_profiles": Entry(frozenset({"polars", "parquet"}), _PROFILES,
                                  tuple(USER_LEVEL.items())),
+    "staged_partitions": Entry(frozenset({"polars"}), _INGEST),
+    "rejected_files": Entry(frozenset({"polars"}), _INGEST),
     "user_segments": Entry(frozenset({"polars"}), ("assets/profiles.py",
                                                    "transforms/segments.py")),
+    "segment_overlap": Entry(frozenset({"polars"}), ("assets/profiles.py",
+                                                     "transforms/segments.py")),
     "ai_campaigns": Entry(frozenset({"polars"}), _CYCLE),
     "campaign_audience": Entry(frozenset({"polars"}), _CYCLE, tuple(USER_LEVEL.items())),
     "campaign_status": Entry(frozenset({"polars"}), _CYCLE),
@@ -78,6 +84,9 @@ CATALOG: dict[str, Entry] = {
                             "transforms/copy_prompt.py", "transforms/copy_validation.py",
                             "transforms/copy_templates.py", "resources/llm.py",
                             "resources/copy_cache.py")),
+    # written only when the LLM answers something new: no hourly freshness to expect
+    "llm_copy_cache": Entry(frozenset({"together"}), ("resources/copy_cache.py",
+                                                     "transforms/copywriter.py"), hourly=False),
 }
 
 
@@ -118,7 +127,9 @@ def annotate(assets: list, *, warehouse_url: str, source_url: str,
         entry = CATALOG[name]
         return spec.replace_attributes(
             kinds=set(entry.kinds | {warehouse}), owners=[owner],
-            tags={**spec.tags, "refresh": "hourly", **dict(entry.tags)},
-            code_version=code_version(entry.code), freshness_policy=FRESHNESS)
+            tags={**spec.tags, "refresh": "hourly" if entry.hourly else "on-demand",
+                  **dict(entry.tags)},
+            code_version=code_version(entry.code),
+            freshness_policy=FRESHNESS if entry.hourly else None)
 
     return list(dg.map_asset_specs(describe, assets))

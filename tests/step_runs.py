@@ -33,6 +33,12 @@ CYCLE_ASSETS = ["ai_campaigns", "campaign_audience", "campaign_status", "campaig
 WORKER_START_TIMEOUT_S = 180
 
 
+def whole_steps(selection: list[str]) -> dg.AssetSelection:
+    """`selection` plus the other assets of the same step (a multi-asset such as
+    user_segments + segment_overlap commits its tables together and cannot be split)."""
+    return dg.AssetSelection.assets(*selection).required_multi_asset_neighbors()
+
+
 def materialize_days(settings: PipelineSettings, selection: list[str], first: dt.date,
                      last: dt.date, *, now: dt.datetime, instance: dg.DagsterInstance,
                      run_config: dict[str, Any] | None = None, raise_on_error: bool = True,
@@ -42,7 +48,7 @@ def materialize_days(settings: PipelineSettings, selection: list[str], first: dt
             "dagster/asset_partition_range_end": last.isoformat(),
             AS_OF_NOW_TAG: now.isoformat()}
     config = {**QUIET_LOGS, **(run_config or {})}
-    return dg.materialize(build_assets(settings), selection=selection,
+    return dg.materialize(build_assets(settings), selection=whole_steps(selection),
                           resources=build_resources(settings), instance=instance, tags=tags,
                           run_config=config, raise_on_error=raise_on_error)
 

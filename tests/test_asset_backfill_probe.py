@@ -116,7 +116,8 @@ def test_helper_plans_like_the_daemon_and_catches_what_is_missing(tmp_path: Path
         plan = [(sorted(key.to_user_string() for key in run.asset_keys), run.partitions,
                  run.iteration) for run in outcome.runs]
         assert plan == [
-            (["rejected_transactions", "valid_transactions"], "2026-02-01...2026-02-03", 0),
+            (["rejected_files", "rejected_transactions", "staged_partitions",
+              "valid_transactions"], "2026-02-01...2026-02-03", 0),
             (["purchase_history"], "2026-02-01...2026-02-03", 1),
         ], plan
 

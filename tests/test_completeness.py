@@ -24,6 +24,7 @@ from pipelines.partitions import AS_OF_NOW_TAG
 from pipelines.schedules import RANGE_END_TAG, RANGE_START_TAG
 from resources.staging import StagingStore, content_token
 from tests.pipeline_helpers import START, PipelineUnderTest, generated_source, last_day
+from tests.step_runs import whole_steps
 
 DAYS = 8
 LAST = last_day(DAYS)
@@ -36,7 +37,7 @@ def _materialize(pipeline: PipelineUnderTest, selection: list[str], first: dt.da
     """Materialize only `selection` over [first, last] in one run (no exception on failure:
     the tests read the failed run's check evaluations)."""
     return dg.materialize(
-        build_assets(pipeline.settings), selection=selection,
+        build_assets(pipeline.settings), selection=whole_steps(selection),
         resources=build_resources(pipeline.settings), instance=pipeline.instance,
         tags={RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat(),
               AS_OF_NOW_TAG: NOW.isoformat()},

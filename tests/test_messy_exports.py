@@ -26,6 +26,7 @@ from pipelines.schedules import RANGE_END_TAG, RANGE_START_TAG
 from resources.source_files import read_transaction_files
 from resources.staging import LEFTOVER_AGE_SECONDS, StagingStore
 from tests.pipeline_helpers import START, PipelineUnderTest, generated_source
+from tests.step_runs import whole_steps
 from transforms.columns import STAGED_TRANSACTION_SCHEMA
 from transforms.validation import validate_transactions
 
@@ -234,7 +235,7 @@ def test_a_conflicting_duplicate_resolves_the_same_way_on_every_range_split(
 def _materialize(pipeline: PipelineUnderTest, selection: list[str], first: dt.date,
                  last: dt.date) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        build_assets(pipeline.settings), selection=selection,
+        build_assets(pipeline.settings), selection=whole_steps(selection),
         resources=build_resources(pipeline.settings), instance=pipeline.instance,
         tags={RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat(),
               AS_OF_NOW_TAG: NOW.isoformat()})
