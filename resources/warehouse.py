@@ -192,14 +192,13 @@ class Warehouse(dg.ConfigurableResource):
         what the migrations up to that version made them, and every run of an in-process
         loop (the demo, a backfill of one run per day) would otherwise ask again."""
         if table not in self._columns:
-            key = (self.url, self.schema_name, self._version, table)
-            if self._version is None or key not in _TABLE_COLUMNS:
+            key = (self.url, self.schema_name, self._version or "", table)
+            columns = _TABLE_COLUMNS.get(key) if self._version else None
+            if columns is None:
                 columns = self.backend.table_columns(table)
-                if self._version is None or not columns:
-                    self._columns[table] = columns
-                    return columns
-                _TABLE_COLUMNS[key] = columns
-            self._columns[table] = _TABLE_COLUMNS[key]
+                if self._version and columns:
+                    _TABLE_COLUMNS[key] = columns
+            self._columns[table] = columns
         return self._columns[table]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,3 +90,22 @@ def generated_source(tmp_path: Path, source_url: str, *, users: int = 150, days:
 
 def last_day(days: int = 12) -> dt.date:
     return START + dt.timedelta(days=days - 1)
+
+
+def deployment_env(root: Path, first_day: dt.date, *,
+                   drop: tuple[str, ...] = ("MARKETING_", "DAGSTER_")) -> dict[str, str]:
+    """This process's environment without `drop`-prefixed variables, plus a DuckDB source
+    and warehouse, staging and a fresh DAGSTER_HOME under `root`: what a subprocess
+    (an installed `marketing`, `dg`) needs to run on its own."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(drop)}
+    home = root / "dagster_home"
+    home.mkdir(exist_ok=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env.update({
+        "MARKETING_SOURCE_URL": f"duckdb:///{root}/source.duckdb",
+        "MARKETING_WAREHOUSE_URL": f"duckdb:///{root}/warehouse.duckdb",
+        "MARKETING_STAGING_DIR": str(root / "staged"),
+        "MARKETING_FIRST_PARTITION_DATE": first_day.isoformat(),
+        "DAGSTER_HOME": str(home),
+    })
+    return env

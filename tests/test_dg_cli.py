@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import duckdb
 import pytest
+
+from tests.pipeline_helpers import deployment_env
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DG = Path(sys.executable).parent / "dg"
@@ -26,17 +27,7 @@ def _dg(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str
 
 
 def test_dg_checks_lists_and_launches_a_day(tmp_path: Path) -> None:
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("MARKETING_", "DAGSTER_"))}
-    env.update({
-        "MARKETING_SOURCE_URL": f"duckdb:///{tmp_path}/source.duckdb",
-        "MARKETING_WAREHOUSE_URL": f"duckdb:///{tmp_path}/warehouse.duckdb",
-        "MARKETING_STAGING_DIR": str(tmp_path / "staged"),
-        "MARKETING_FIRST_PARTITION_DATE": DAY.isoformat(),
-        "DAGSTER_HOME": str(tmp_path / "home"),
-    })
-    (tmp_path / "home").mkdir()
-    (tmp_path / "home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = deployment_env(tmp_path, DAY)
     checked = _dg(["check", "defs"], env)
     assert "All definitions loaded successfully" in checked.stdout + checked.stderr
 

@@ -18,6 +18,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from tests.pipeline_helpers import deployment_env
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DAY = dt.date(2026, 1, 5)
 pytestmark = pytest.mark.slow
@@ -53,17 +55,8 @@ def test_the_wheel_migrates_generates_and_materializes_a_day(tmp_path: Path) -> 
 
     work = tmp_path / "deployment"
     work.mkdir()
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("MARKETING_", "PYTHON", "VIRTUAL_ENV", "DAGSTER_"))}
-    env.update({
-        "PATH": f"{venv / 'bin'}:{env.get('PATH', '')}",
-        "MARKETING_SOURCE_URL": f"duckdb:///{work}/source.duckdb",
-        "MARKETING_WAREHOUSE_URL": f"duckdb:///{work}/warehouse.duckdb",
-        "MARKETING_STAGING_DIR": str(work / "staged"),
-        "MARKETING_FIRST_PARTITION_DATE": DAY.isoformat(),
-        "DAGSTER_HOME": str(work / "dagster_home"),
-    })
-    (work / "dagster_home").mkdir()
+    env = deployment_env(work, DAY, drop=("MARKETING_", "PYTHON", "VIRTUAL_ENV", "DAGSTER_"))
+    env["PATH"] = f"{venv / 'bin'}:{env.get('PATH', '')}"
     where = _run([str(python), "-c", "import resources.sql_files as s, pipelines; "
                   "print(s.SQL_DIR); print(pipelines.__file__)"], work, env)
     assert str(REPO_ROOT) not in where and "site-packages" in where  # not the checkout

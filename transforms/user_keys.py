@@ -54,12 +54,6 @@ def text_key(text: str) -> int:
     return -1 - (int.from_bytes(digest, "big") >> 1)
 
 
-def id_text(ids: pl.Expr) -> pl.Expr:
-    """The id's text without CSV padding; null when missing or blank."""
-    text = ids.cast(pl.String).str.strip_chars()
-    return pl.when(text != "").then(text)
-
-
 def user_keys(ids: pl.Series) -> pl.Series:
     """Int64 key per id (any dtype); null for missing, blank, negative-integer or
     over-long ids, which are not users (validation says why)."""
@@ -90,8 +84,8 @@ def user_keys(ids: pl.Series) -> pl.Series:
 
 
 def _unpadded(text: pl.Series) -> pl.Series:
-    """`id_text` of every value; the strip (a copy of every string) only when some value
-    is padded, which clean sources never are."""
+    """Each id without CSV padding, null when blank; the strip (a copy of every string)
+    only when some value is padded, which clean sources never are."""
     if text.str.contains(r"^\s|\s$").any():
         text = text.str.strip_chars()
     return pl.select(pl.when(pl.lit(text) != "").then(pl.lit(text))).to_series()
@@ -103,19 +97,6 @@ def _within_length(text: pl.Series) -> pl.Expr:
     if not (text.str.len_bytes() > MAX_ID_LENGTH).any():
         return pl.lit(True)
     return pl.col("text").str.len_chars() <= MAX_ID_LENGTH
-
-
-def is_text_key(keys: pl.Expr) -> pl.Expr:
-    return keys < 0
-
-
-def text_key_entries(ids: pl.Series, keys: pl.Series) -> pl.DataFrame:
-    """(user_id, source_user_id) of the text ids among `ids` (one row per key), checked
-    for collisions."""
-    text = pl.select(id_text(pl.lit(ids.cast(pl.String)))).to_series()
-    entries = (pl.DataFrame({"user_id": keys, "source_user_id": text})
-               .filter(pl.col("user_id") < 0).unique().sort("user_id", "source_user_id"))
-    return refuse_collisions(entries)
 
 
 def refuse_collisions(entries: pl.DataFrame) -> pl.DataFrame:
