@@ -1,5 +1,7 @@
 """Packaging details pyproject.toml cannot say: the top-level `sql/` folder (the design
 card's layout) ships in the wheel as the package `marketing_sql`, with its .sql files.
+The code packages are listed, not discovered, so the dev-only `tests/`, `bench/` and
+`devkit/` stay out of the wheel (tests/test_wheel_install.py checks the wheel's contents).
 Everything else about the project is in pyproject.toml."""
 
 from setuptools import find_packages, setup

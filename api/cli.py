@@ -13,6 +13,11 @@ import os
 import secrets
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from api.settings import ApiSettings
 
 DEFAULT_PORT = 8000
 
@@ -21,19 +26,20 @@ def _use_demo_warehouse_if_unconfigured() -> None:
     """With no database configured, serve the demo's warehouse (as `marketing ui` does)."""
     if os.environ.get("MARKETING_API_DATABASE_URL") or os.environ.get("MARKETING_WAREHOUSE_URL"):
         return
-    from pipelines.demo import load_demo_environment
+    from resources.demo_files import load_demo_environment
 
     os.environ["MARKETING_WAREHOUSE_URL"] = load_demo_environment()["MARKETING_WAREHOUSE_URL"]
 
 
-def _ephemeral_secret_and_token(port: int) -> None:
-    """No secret configured: make one for this process (and its workers) and print an admin
-    token, so the demo works with one command. Production sets MARKETING_API_JWT_SECRET."""
+def _print_demo_token(settings: ApiSettings, port: int) -> None:
+    """With the secret `cmd_serve` generated, an admin token for this run, so the demo works
+    with one command. Production configures a key (MARKETING_API_JWT_SECRET or a public
+    key / JWKS file) instead."""
     from api.auth import mint_token
 
-    secret = secrets.token_urlsafe(48)
-    os.environ["MARKETING_API_JWT_SECRET"] = secret
-    token = mint_token(secret, "demo-admin")
+    assert settings.jwt_secret is not None
+    token = mint_token(settings.jwt_secret, "demo-admin", audience=settings.jwt_audience,
+                       issuer=settings.jwt_issuer)
     print("MARKETING_API_JWT_SECRET is not set: generated a secret for this run only.\n"
           "Admin token (valid 12 h, dies with this process):\n\n"
           f"  export TOKEN={token}\n"
@@ -44,18 +50,23 @@ def _ephemeral_secret_and_token(port: int) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from api.settings import ApiSettings
+    from api.settings import KEY_VARIABLES, ApiSettings
 
     _use_demo_warehouse_if_unconfigured()
-    if not os.environ.get("MARKETING_API_JWT_SECRET"):
-        _ephemeral_secret_and_token(args.port)
+    # No key configured: a secret for this process (its workers inherit the environment).
+    generated = not any(os.environ.get(name) for name in KEY_VARIABLES)
+    if generated:
+        os.environ["MARKETING_API_JWT_SECRET"] = secrets.token_urlsafe(48)
     settings = ApiSettings.from_env()  # fail here, with the message, not in every worker
+    if generated:
+        _print_demo_token(settings, args.port)
     print(f"read API on http://{args.host}:{args.port} (docs: /docs) over "
           f"{settings.display_url} schema {settings.schema_name}, {args.workers} worker(s)",
           flush=True)
     uvicorn.run("api.app:app_from_env", factory=True, host=args.host, port=args.port,
                 workers=args.workers, access_log=not args.no_access_log,
-                log_level=args.log_level, proxy_headers=False)
+                log_level=args.log_level, proxy_headers=False,
+                server_header=False)  # no `server: uvicorn` banner
     return 0
 
 
@@ -80,14 +91,42 @@ def cmd_role(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from api.auth import mint_token
+    """Mint with the HS256 secret, or with `--private-key` (RS256 / ES256); the token carries
+    the configured aud/iss and is checked against the configured key before it is printed."""
+    from api.auth import PrivateKey, TokenVerifier, load_private_key_file, mint_token
+    from api.errors import ApiError
+    from api.settings import ApiSettings
 
-    secret = os.environ.get("MARKETING_API_JWT_SECRET")
-    if not secret:
-        print("MARKETING_API_JWT_SECRET is not set", file=sys.stderr)
+    try:
+        settings = ApiSettings.from_env()
+        private_key = load_private_key_file(args.private_key) if args.private_key else None
+    except ValueError as error:
+        print(f"cannot mint a token: {error}", file=sys.stderr)
         return 2
-    print(mint_token(secret, args.subject, role=args.role,
-                     ttl=dt.timedelta(hours=args.hours)))
+    key: str | PrivateKey
+    if private_key is not None:
+        key = private_key
+    elif settings.jwt_secret is not None:
+        key = settings.jwt_secret
+    else:
+        print(f"the API verifies tokens with a public key "
+              f"({settings.verification_keys().description}); it holds no private key, so it "
+              "cannot mint tokens. Mint them where the private key is (the portal's token "
+              "issuer), or pass it: marketing api-token --private-key private.pem [--kid KID]",
+              file=sys.stderr)
+        return 2
+    token = mint_token(key, args.subject, role=args.role, ttl=dt.timedelta(hours=args.hours),
+                       audience=settings.jwt_audience, issuer=settings.jwt_issuer,
+                       kid=args.kid)
+    verifier = TokenVerifier.from_settings(settings)
+    try:
+        verifier.verify(f"Bearer {token}")
+    except ApiError as error:
+        if error.status_code == 401:  # a 403 (a token without the role) is what was asked
+            print(f"the API configured here ({verifier.keys.description}) would refuse this "
+                  f"token: {error.detail}", file=sys.stderr)
+            return 2
+    print(token)
     return 0
 
 
@@ -112,6 +151,10 @@ def add_api_commands(commands: argparse._SubParsersAction) -> None:
     token.add_argument("--subject", default="portal", help="who the token is for (sub)")
     token.add_argument("--role", default="admin")
     token.add_argument("--hours", type=float, default=12)
+    token.add_argument("--private-key", type=Path, metavar="FILE",
+                       help="PEM RSA / EC P-256 private key: mint RS256 / ES256 (default: "
+                            "HS256 with MARKETING_API_JWT_SECRET)")
+    token.add_argument("--kid", help="key id for the token header (needed with a JWKS)")
     token.set_defaults(handler=cmd_token)
 
 

@@ -101,7 +101,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "error")
-        body = ErrorResponse(code=code, detail=str(error.detail))
+        detail = str(error.detail)
+        if error.status_code == 405:
+            # The original system's write and action endpoints: say where each went.
+            detail += ("; this API only reads (see 'From the original API' in docs/api.md "
+                       "for where creating, updating, pausing and generating went)")
+        body = ErrorResponse(code=code, detail=detail)
         return _render(error.status_code, body, getattr(error, "headers", None))
 
     @app.exception_handler(DatabaseUnavailable)
@@ -118,11 +123,50 @@ def install_error_handlers(app: FastAPI) -> None:
         return _render(500, body)
 
 
-# For `responses=` on routes, so OpenAPI documents the error shapes.
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorResponse, "description": "Missing, malformed or expired token"},
-    403: {"model": ErrorResponse, "description": "Token without the required role"},
-    422: {"model": ErrorResponse, "description": "Invalid parameter"},
-    429: {"model": ErrorResponse, "description": "Rate limit reached; see Retry-After"},
-    503: {"model": ErrorResponse, "description": "Warehouse unavailable; see Retry-After"},
+# One real answer per status, for the OpenAPI examples (tests check each against its schema).
+ERROR_EXAMPLES: dict[int, dict[str, Any]] = {
+    401: {"status": "error", "code": "unauthorized", "detail": "token expired"},
+    403: {"status": "error", "code": "forbidden",
+          "detail": "the token of 'portal' lacks the 'admin' role"},
+    404: {"status": "error", "code": "not_found",
+          "detail": "campaign 3f2b1c9e-7d4a-5e6f-8a9b-0c1d2e3f4a5b not found"},
+    422: {"status": "error", "code": "invalid_parameter",
+          "detail": "statuss: unknown parameter (accepted: limit, offset, pattern, status, "
+                    "type); did you mean 'status'?",
+          "errors": [{"parameter": "statuss",
+                      "message": "unknown parameter (accepted: limit, offset, pattern, status, "
+                                 "type); did you mean 'status'?"}]},
+    429: {"status": "error", "code": "rate_limited",
+          "detail": "rate limit of 600 requests per minute reached for subject 'portal'; "
+                    "retry in 2 s"},
+    503: {"status": "error", "code": "database_unavailable",
+          "detail": "the warehouse is unavailable: no database connection within the timeout"},
 }
+ERROR_DESCRIPTIONS: dict[int, str] = {
+    401: "Missing, malformed or expired token (with `WWW-Authenticate: Bearer`)",
+    403: "Token without the required role",
+    404: "No such resource (unknown id or pattern, or no data for the day)",
+    422: "Invalid, unknown or repeated parameter; `errors` names each",
+    429: "Rate limit reached; see `Retry-After`",
+    503: "Warehouse unavailable; see `Retry-After`",
+}
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying",
+                                "schema": {"type": "integer"}}}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: each status it can answer, with the error body and an
+    example, so the OpenAPI document lists every status the operation returns."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        response: dict[str, Any] = {
+            "model": ErrorResponse, "description": ERROR_DESCRIPTIONS[code],
+            "content": {"application/json": {"example": ERROR_EXAMPLES[code]}}}
+        if code in (429, 503):
+            response["headers"] = _RETRY_AFTER
+        responses[code] = response
+    return responses
+
+
+# Every route under /api/marketing can answer these (token, parameters, limits, database).
+DATA_ERRORS = (401, 403, 422, 429, 503)

@@ -15,24 +15,31 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from transforms.campaign_config import BEHAVIOR_PATTERNS, CAMPAIGN_STATUSES, CAMPAIGN_TYPES
+from transforms.campaign_config import (
+    BEHAVIOR_PATTERNS,
+    CAMPAIGN_STATUSES,
+    CAMPAIGN_TYPES,
+    RECOMMENDATION_RULES,
+)
 
 # Enums built from the pipeline's own vocabularies, so a new pattern or type reaches the
 # API's validation and OpenAPI schema without a second list to keep in step.
 CampaignStatus = StrEnum("CampaignStatus", {value: value for value in CAMPAIGN_STATUSES})
 CampaignType = StrEnum("CampaignType", {value: value for value in CAMPAIGN_TYPES})
 BehaviorPattern = StrEnum("BehaviorPattern", {value: value for value in BEHAVIOR_PATTERNS})
+RecommendationRule = StrEnum("RecommendationRule",
+                             {value: value for value in RECOMMENDATION_RULES})
 Success = Literal["success"]
 
 
 class CampaignSummary(BaseModel):
     """One row of the campaign list (Example 1's fields first)."""
 
-    campaign_id: str
+    campaign_id: str = Field(description="A UUID, stable across re-runs of the same plan.")
     campaign_name: str
-    campaign_type: str
-    status: str
-    target_pattern: str
+    campaign_type: CampaignType
+    status: CampaignStatus
+    target_pattern: BehaviorPattern
     audience_size: int
     expected_roi: float | None
     created_at: dt.datetime
@@ -126,7 +133,7 @@ class CampaignMetricsResponse(BaseModel):
 
 class Recommendation(BaseModel):
     recommendation_id: str
-    rule: str
+    rule: RecommendationRule
     severity: Literal["info", "warning", "critical"]
     recommendation: str
     evidence: dict[str, Any] = Field(description="The figures the rule was decided on.")
@@ -162,7 +169,7 @@ class CopyResponse(BaseModel):
 
 class Segment(BaseModel):
     segment_id: str
-    behavior_pattern: str
+    behavior_pattern: BehaviorPattern
     as_of_date: dt.date
     user_count: int
     share_of_users: float | None
@@ -181,7 +188,7 @@ class SegmentList(BaseModel):
 
 
 class SegmentOverlap(BaseModel):
-    pattern: str
+    pattern: BehaviorPattern
     user_count: int
 
 
@@ -198,11 +205,13 @@ class SegmentDetailResponse(BaseModel):
     overlap: list[SegmentOverlap] = Field(
         description="Users of this segment who also carry each other pattern.")
     history: list[SegmentHistoryPoint] = Field(description="The last 30 days up to as_of.")
-    campaigns_by_status: dict[str, int]
+    campaigns_by_status: dict[CampaignStatus, int] = Field(
+        description="Campaigns ever planned for this pattern, by current status.")
 
 
 class RoiGroup(BaseModel):
-    group: str
+    group: CampaignType | BehaviorPattern = Field(
+        description="A campaign type or a behaviour pattern, as `group_by` asks.")
     campaigns: int
     impressions: int
     clicks: int
@@ -216,8 +225,8 @@ class RoiGroup(BaseModel):
 class TopCampaign(BaseModel):
     campaign_id: str
     campaign_name: str
-    campaign_type: str
-    target_pattern: str
+    campaign_type: CampaignType
+    target_pattern: BehaviorPattern
     expected_roi: float | None
     revenue: float
     cost: float
@@ -309,6 +318,17 @@ class ReadyResponse(BaseModel):
     database: Literal["postgres", "duckdb"]
     schema_version: str | None
     latest_partition: dt.date | None = Field(
-        description="The newest day every result family has reached.")
-    latest_by_table: dict[str, dt.date | None]
+        description="The newest day every daily step has closed (the oldest of "
+                    "`latest_by_step`).")
+    latest_by_step: dict[Literal["staged_partitions", "user_segments", "campaign_cycle"],
+                         dt.date | None] = Field(
+        description="The latest day each daily step closed: ingest (`staged_partitions`), "
+                    "segments, and the campaign cycle (plan, audience, status, measurement; "
+                    "dated by `campaign_status`, written every day once a campaign exists).")
+    latest_plan: dt.date | None = Field(
+        description="The latest day a campaign was planned. Plans happen only when a "
+                    "pattern has no live campaign, so this lags the cycle by design.")
+    latest_metrics: dt.date | None = Field(
+        description="The latest day with campaign activity (metrics exist only for days "
+                    "with deliveries or conversions).")
     read_only: bool = Field(description="False means the API's role could write: fix it.")

@@ -1,9 +1,9 @@
 """`campaign_copy`: LLM-written copy per campaign, cached by prompt hash, never blocking.
 
 The logic (prompt, validation, retries, repair, template fallback) is in
-`transforms/copywriter.py`; this asset builds briefs from the day's campaigns and segment
-facts, runs the copywriter against the warehouse cache, writes the partition and reports
-calls, cache hits, tokens, cost and latency.
+`resources/copywriter.py` and the pure `transforms/copy_*.py`; this asset builds briefs
+from the day's campaigns and segment facts, runs the copywriter against the warehouse
+cache, writes the partition and reports calls, cache hits, tokens, cost and latency.
 
 Two tables, deliberately not in one transaction: validated LLM answers go into
 `llm_copy_cache` as soon as they arrive (resources/copy_cache.py, one transaction per
@@ -19,14 +19,14 @@ from dagster import AssetExecutionContext
 
 from assets.campaigns import CAMPAIGN_GROUP
 from assets.partition_results import PartitionReporter
+from assets.partitions import partition_days
 from assets.reporting import markdown_table
 from assets.retries import TRANSIENT_RETRY, retry_transient_only
-from pipelines.partitions import partition_days
 from resources.copy_cache import WarehouseCopyCache
+from resources.copywriter import generate_copies_sync
 from resources.llm import TogetherCopyResource
 from resources.warehouse import Warehouse
 from transforms.copy_prompt import CampaignBrief
-from transforms.copywriter import generate_copies_sync
 
 SUMMED_STATS = ("campaigns", "calls_made", "retries", "repairs", "cache_hits", "llm", "cache",
                 "template", "tokens_in", "tokens_out")

@@ -20,7 +20,7 @@ from dagster import AssetExecutionContext
 
 from assets.completeness import HISTORY, TOKEN, Gap, history_chain_gap, history_lineage
 from assets.partition_results import PartitionReporter
-from pipelines.partitions import as_of_end, partition_days, run_now
+from assets.partitions import as_of_end, partition_days, run_now
 from resources.staging import StagingStore
 from transforms.profiles import (
     PURCHASE_HISTORY_SCHEMA,

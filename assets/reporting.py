@@ -20,3 +20,14 @@ def markdown_table(frame: pl.DataFrame, max_rows: int = MAX_ROWS) -> dg.Metadata
     if frame.height > max_rows:
         lines.append(f"\n_{frame.height - max_rows} more rows not shown_")
     return dg.MetadataValue.md("\n".join(lines))
+
+
+def pattern_chart(counts: dict[str, int], users: int) -> dg.MetadataValue:
+    """A text bar chart of the pattern mix (Markdown renders in the asset's metadata)."""
+    widest = max(counts.values(), default=0) or 1
+    lines = ["| pattern | users | share | |", "|---|---:|---:|---|"]
+    for pattern, count in counts.items():
+        bar = "█" * round(24 * count / widest)
+        share = count / users if users else 0.0
+        lines.append(f"| {pattern} | {count:,} | {share:.1%} | {bar} |")
+    return dg.MetadataValue.md("\n".join(lines))

@@ -2,6 +2,7 @@
 
     python -m bench.bench_api                         # 1,000 campaigns, 90 days, 500 req/s
     python -m bench.bench_api --rate 500 --duration 20 --workers 2 --no-write
+    python -m bench.bench_api --engines duckdb --duckdb-modes held,per-request
 
 Needs `wrk` (C, so the load generator takes little of the 2 cores the target is stated
 for): `apt-get install -y wrk` on Debian/Ubuntu, `brew install wrk` on macOS.
@@ -21,7 +22,15 @@ What it does, all bounded in time and on 127.0.0.1 only:
 3. for each endpoint group (list, metrics, analytics) runs wrk twice: paced at `--rate`
    requests/s (each connection waits an exponentially distributed pause between
    requests, like independent portal users), and unpaced (closed loop) for the ceiling.
-4. writes the "API" section of docs/benchmarks.md (only that section), drops the database.
+4. DuckDB (the demo's engine): the same rows in a DuckDB file, served by the same app
+   (`--workers` workers) once per reader mode (`--duckdb-modes`): `held`, one read-only
+   connection per process with a cursor per request (api/database.py), and `per-request`,
+   a connection opened and closed by each request (the reader before issue 18). Each
+   mode gets the unpaced ceiling run of every endpoint group, one mode after the other in
+   the same run, so their ratio compares like with like. The server is started through
+   `bench.bench_api:duckdb_app` (a uvicorn factory that passes the mode to the reader:
+   the production command has no switch for the old mode).
+5. writes the "API" section of docs/benchmarks.md (only that section), drops the database.
 
 The per-token rate limit is disabled for the run (one token sends everything here; in
 production traffic is spread over the portal's tokens). The analytics cache stays at its
@@ -264,13 +273,14 @@ def wait_for_quiet(max_load: float, timeout_s: float = 300) -> None:
 
 @contextlib.contextmanager
 def throwaway_owner_database(server_url: str) -> Iterator[str]:
-    """A database for the run, and the read-only role dropped with it."""
-    with throwaway_database(server_url, "marketing_api_bench") as url:
-        try:
+    """A database for the run, and the read-only role dropped after it (the role holds
+    privileges in that database, CONNECT included, until the database is gone)."""
+    try:
+        with throwaway_database(server_url, "marketing_api_bench") as url:
             yield url
-        finally:
-            with psycopg.connect(server_url, autocommit=True) as admin:
-                admin.execute(f'DROP ROLE IF EXISTS "{ROLE}"')
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(f'DROP ROLE IF EXISTS "{ROLE}"')
 
 
 def _free_port() -> int:
@@ -280,7 +290,10 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def api_server(database_url: str, workers: int, cache_seconds: float) -> Iterator[str]:
+def api_server(database_url: str, workers: int, cache_seconds: float,
+               duckdb_mode: str | None = None) -> Iterator[str]:
+    """The production command (`api.cli serve`), or with `duckdb_mode` the same app from
+    `duckdb_app` with that DuckDB reader mode."""
     port = _free_port()
     environment = {
         **os.environ,
@@ -292,6 +305,11 @@ def api_server(database_url: str, workers: int, cache_seconds: float) -> Iterato
     }
     command = [sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--workers",
                str(workers), "--no-access-log", "--log-level", "warning"]
+    if duckdb_mode is not None:
+        environment["BENCH_DUCKDB_MODE"] = duckdb_mode
+        command = [sys.executable, "-m", "uvicorn", "bench.bench_api:duckdb_app", "--factory",
+                   "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+                   "--no-access-log", "--log-level", "warning"]
     server = subprocess.Popen(command, cwd=ROOT, env=environment, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -310,6 +328,31 @@ def api_server(database_url: str, workers: int, cache_seconds: float) -> Iterato
             server.wait(timeout=15)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
+
+
+def duckdb_app() -> Any:
+    """`uvicorn --factory` target: `api.app.app_from_env` with the DuckDB reader in the mode
+    `BENCH_DUCKDB_MODE` (held or per-request); each worker process calls it."""
+    import functools
+
+    import api.app
+    from api.database import build_reader
+
+    mode = os.environ["BENCH_DUCKDB_MODE"]
+    api.app.build_reader = functools.partial(build_reader, duckdb_mode=mode)  # type: ignore[assignment]
+    return api.app.app_from_env()
+
+
+def duckdb_open_ms(path: Path, opens: int = 20) -> float:
+    """Median time to open the file read-only and close it (what per-request pays)."""
+    import duckdb
+
+    times = []
+    for _ in range(opens):
+        started = time.perf_counter()
+        duckdb.connect(str(path), read_only=True).close()
+        times.append(time.perf_counter() - started)
+    return 1000 * sorted(times)[len(times) // 2]
 
 
 def endpoint_paths(tables: dict[str, pl.DataFrame], last_day: dt.date) -> dict[str, list[str]]:
@@ -352,8 +395,8 @@ def run_wrk(base: str, token: str, paths: list[str], *, duration: int, connectio
     return figures
 
 
-def measure(base: str, paths: dict[str, list[str]], args: argparse.Namespace
-            ) -> dict[str, dict[str, dict[str, Any]]]:
+def measure(base: str, paths: dict[str, list[str]], args: argparse.Namespace,
+            paced_run: bool = True, label: str = "") -> dict[str, dict[str, dict[str, Any]]]:
     token = mint_token(SECRET, "bench")
     results: dict[str, dict[str, dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -361,17 +404,21 @@ def measure(base: str, paths: dict[str, list[str]], args: argparse.Namespace
             # Warm up: first requests open pool connections and fill the analytics cache.
             run_wrk(base, token, urls, duration=3, connections=8, mean_delay_ms=0,
                     workdir=Path(tmp))
-            # Each connection's cycle is pause + answer; the pause is shortened by the
-            # answer's typical few milliseconds so the connections together reach the rate.
-            paced = run_wrk(base, token, urls, duration=args.duration,
-                            connections=args.connections,
-                            mean_delay_ms=1000 * args.connections / args.rate * PACE_FACTOR,
-                            workdir=Path(tmp))
-            ceiling = run_wrk(base, token, urls, duration=max(5, args.duration // 2),
-                              connections=16, mean_delay_ms=0, workdir=Path(tmp))
-            results[name] = {"paced": paced, "ceiling": ceiling}
+            results[name] = {}
+            if paced_run:
+                # Each connection's cycle is pause + answer; the pause is shortened by the
+                # answer's typical few milliseconds so the connections together reach the
+                # rate.
+                results[name]["paced"] = run_wrk(
+                    base, token, urls, duration=args.duration, connections=args.connections,
+                    mean_delay_ms=1000 * args.connections / args.rate * PACE_FACTOR,
+                    workdir=Path(tmp))
+            results[name]["ceiling"] = run_wrk(base, token, urls,
+                                               duration=max(5, args.duration // 2),
+                                               connections=16, mean_delay_ms=0,
+                                               workdir=Path(tmp))
             for mode, figures in results[name].items():
-                print(f"{name:9s} {mode:7s} {figures['rps']:8.0f} req/s  "
+                print(f"{label}{name:9s} {mode:7s} {figures['rps']:8.0f} req/s  "
                       f"p50 {figures['p50_us'] / 1000:6.2f} ms  "
                       f"p99 {figures['p99_us'] / 1000:6.2f} ms  "
                       f"non-2xx {figures['non2xx']}  socket errors {figures['socket_errors']}",
@@ -393,6 +440,56 @@ def measure_uncached(api_url: str, urls: list[str], args: argparse.Namespace
     return figures
 
 
+def measure_duckdb(tables: dict[str, pl.DataFrame], days: list[dt.date],
+                   paths: dict[str, list[str]], args: argparse.Namespace) -> dict[str, Any]:
+    """The ceiling of each DuckDB reader mode over the same rows in a DuckDB file.
+
+    One server per mode, all started at once (an idle one costs nothing), and each
+    endpoint group measured on every mode in ABBA order (A B, then B A): the load of a
+    shared machine drifts, and a mode measured after the other would carry the drift.
+    Each mode's figures are the means of its two runs.
+    """
+    modes = [mode.strip() for mode in args.duckdb_modes.split(",") if mode.strip()]
+    token = mint_token(SECRET, "bench")
+    duration = max(5, args.duration // 2)
+    with tempfile.TemporaryDirectory(prefix="bench_api_duckdb_") as tmp, \
+            contextlib.ExitStack() as servers:
+        path = Path(tmp) / "warehouse.duckdb"
+        started = time.perf_counter()
+        load_warehouse(f"duckdb:///{path}", tables, days)
+        print(f"loaded the DuckDB file in {time.perf_counter() - started:.1f} s", flush=True)
+        figures: dict[str, Any] = {"size_mb": path.stat().st_size / 1e6,
+                                   "open_ms": duckdb_open_ms(path), "duration": duration,
+                                   "results": {mode: {} for mode in modes}}
+        bases = {mode: servers.enter_context(api_server(
+            f"duckdb:///{path}", args.workers, args.cache_seconds, duckdb_mode=mode))
+            for mode in modes}
+        wait_for_quiet(args.max_load)
+        load_before = os.getloadavg()[0]
+        work = Path(tmp)
+        for name, urls in paths.items():
+            runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
+            for mode in modes:  # warm up (first opens, the analytics cache)
+                run_wrk(bases[mode], token, urls, duration=3, connections=8,
+                        mean_delay_ms=0, workdir=work)
+            for mode in [*modes, *reversed(modes)]:
+                runs[mode].append(run_wrk(bases[mode], token, urls, duration=duration,
+                                          connections=16, mean_delay_ms=0, workdir=work))
+            for mode in modes:
+                mean = {key: sum(run[key] for run in runs[mode]) / len(runs[mode])
+                        for key in ("rps", "p50_us", "p99_us")}
+                mean.update({key: sum(run[key] for run in runs[mode])
+                             for key in ("non2xx", "socket_errors")})
+                mean["passes"] = [round(run["rps"]) for run in runs[mode]]
+                figures["results"][mode][name] = {"ceiling": mean}
+                print(f"duckdb {mode:11s} {name:9s} ceiling {mean['rps']:8.0f} req/s "
+                      f"(runs {mean['passes']})  p50 {mean['p50_us'] / 1000:6.2f} ms  "
+                      f"p99 {mean['p99_us'] / 1000:6.2f} ms  non-2xx {mean['non2xx']}  "
+                      f"socket errors {mean['socket_errors']}", flush=True)
+        figures["load"] = (load_before, os.getloadavg()[0])
+    return figures
+
+
 def machine(server_url: str) -> str:
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
@@ -402,11 +499,69 @@ def machine(server_url: str) -> str:
     with psycopg.connect(server_url) as connection:
         server = connection.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
     wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout
-    return (f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
+    return (f"{cpu}, {os.cpu_count()} cores (nproc {usable}), "
+            f"{platform.system()} {platform.release()}, "
             f"Python {platform.python_version()}, PostgreSQL {server}, uvicorn "
-            f"{version('uvicorn')}, FastAPI {version('fastapi')}, "
+            f"{version('uvicorn')}, FastAPI {version('fastapi')}, duckdb {version('duckdb')}, "
             f"{wrk.split(' [')[0].strip() or 'wrk'}; server, database and wrk on the same "
             "machine")
+
+
+GROUPS = (("list", "`GET /campaigns` (pages, filters)"),
+          ("metrics", "`GET /campaigns/{id}/metrics` (90-day breakdown)"),
+          ("analytics", "`GET /analytics/{roi,engagement,conversion}`"))
+
+
+def duckdb_lines(args: argparse.Namespace, duck: dict[str, Any]) -> list[str]:
+    """The DuckDB part of the section: each reader mode's ceiling, side by side."""
+    modes = list(duck["results"])
+
+    def ms(us: int) -> str:
+        return f"{us / 1000:.2f} ms"
+
+    header = "| endpoints |" + "".join(f" `{mode}`: ceiling | p50 | p99 |" for mode in modes)
+    lines = [
+        "", "### DuckDB (the demo's engine)", "",
+        f"The same rows in a DuckDB file ({duck['size_mb']:.0f} MB; opening it read-only "
+        f"takes {duck['open_ms']:.1f} ms here, median of 20), the same app with "
+        f"{args.workers} workers, and the same ceiling runs (16 connections back to back, "
+        f"{duck['duration']} s each after a 3 s warm-up) on one server per reader mode, each "
+        "group twice per mode in ABBA order (figures: the mean of the two runs, so that a "
+        "drifting load hits both modes alike; each run's req/s in brackets): `held` is "
+        "the reader of api/database.py (one read-only connection per process, a cursor per "
+        "request, handed over to a waiting writer), "
+        "`per-request` opens and closes the file in every request (the reader before, "
+        "`DuckDBReader(mode=\"per-request\")`, but with the same per-thread event loop as "
+        "`held`, so the ratio is the connection alone).", "",
+        header + (" held / per-request |" if len(modes) == 2 else ""),
+        "|---|" + "---|---|---|" * len(modes) + ("---|" if len(modes) == 2 else ""),
+    ]
+    for name, label in GROUPS:
+        cells = [duck["results"][mode][name]["ceiling"] for mode in modes]
+        row = f"| {label} |" + "".join(
+            f" {c['rps']:.0f} req/s ({' / '.join(map(str, c['passes']))}) | {ms(c['p50_us'])} "
+            f"| {ms(c['p99_us'])} |" for c in cells)
+        if len(modes) == 2:
+            row += f" {cells[0]['rps'] / cells[1]['rps']:.1f}x |"
+        lines.append(row)
+    errors = {mode: sum(duck["results"][mode][n]["ceiling"]["non2xx"]
+                        + duck["results"][mode][n]["ceiling"]["socket_errors"]
+                        for n in duck["results"][mode]) for mode in modes}
+    lines += [
+        "",
+        "- Non-2xx answers and socket errors: "
+        + ", ".join(f"`{mode}` {count}" for mode, count in errors.items())
+        + f". 1-minute load average {duck['load'][0]:.2f} before the DuckDB runs and "
+        f"{duck['load'][1]:.2f} after.",
+        "- Analytics answers come from the per-worker cache (as in the PostgreSQL runs), so "
+        "they hardly reach the reader and both modes serve them alike; the list and metrics "
+        "read the file on every request.",
+        "- No writer ran during these runs: with one waiting, `held` lets go of the file "
+        "and its requests wait for the writer (tests/test_api_duckdb_reader.py), as "
+        "`per-request` ones always did.",
+    ]
+    return lines
 
 
 def section(args: argparse.Namespace, results: dict[str, dict[str, dict[str, Any]]],
@@ -429,9 +584,7 @@ def section(args: argparse.Namespace, results: dict[str, dict[str, dict[str, Any
         "| p50 | p99 |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for name, label in (("list", "`GET /campaigns` (pages, filters)"),
-                        ("metrics", "`GET /campaigns/{id}/metrics` (90-day breakdown)"),
-                        ("analytics", "`GET /analytics/{roi,engagement,conversion}`")):
+    for name, label in GROUPS:
         paced, ceiling = results[name]["paced"], results[name]["ceiling"]
         lines.append(
             f"| {label} | {args.rate} req/s | {paced['rps']:.0f} req/s | {ms(paced['p50_us'])} "
@@ -466,6 +619,8 @@ def section(args: argparse.Namespace, results: dict[str, dict[str, dict[str, Any
         "pipeline's Warehouse (COPY): producing 1,000 campaigns with the pipeline itself "
         "would take hours of simulated days. The API only reads them.",
     ]
+    if "duckdb" in extra:
+        lines += duckdb_lines(args, extra["duckdb"])
     return "\n".join(lines)
 
 
@@ -493,8 +648,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache-seconds", type=float, default=15)
     parser.add_argument("--max-load", type=float, default=1.0,
                         help="wait (up to 5 min) until the 1-min load average is below this")
+    parser.add_argument("--engines", default="postgres,duckdb",
+                        help="comma-separated: postgres, duckdb (the doc needs both)")
+    parser.add_argument("--duckdb-modes", default="held,per-request",
+                        help="DuckDB reader modes to measure, in this order")
     parser.add_argument("--no-write", action="store_true", help="do not update the doc")
     args = parser.parse_args(argv)
+    engines = [engine.strip() for engine in args.engines.split(",") if engine.strip()]
+    if not set(engines) <= {"postgres", "duckdb"}:
+        raise SystemExit(f"unknown engine in --engines {args.engines!r}")
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk (or brew install wrk)")
 
@@ -512,16 +674,25 @@ def main(argv: list[str] | None = None) -> None:
         api_url = urlunsplit(parts._replace(
             netloc=f"{ROLE}:bench-password@{parts.hostname}:{parts.port or 5432}"))
         paths = endpoint_paths(tables, last_day)
-        wait_for_quiet(args.max_load)
-        load_before = os.getloadavg()[0]
-        with api_server(api_url, args.workers, args.cache_seconds) as base:
-            results = measure(base, paths, args)
-        extra: dict[str, Any] = {"load": (load_before, os.getloadavg()[0])}
-        if args.cache_seconds > 0:
-            extra["uncached"] = measure_uncached(api_url, paths["analytics"], args)
-    if not args.no_write:
-        write_section(section(args, results, rows, extra))
-        print(f"wrote the '{SECTION[3:]}' section of {DOC}")
+        results: dict[str, dict[str, dict[str, Any]]] = {}
+        extra: dict[str, Any] = {}
+        if "postgres" in engines:
+            wait_for_quiet(args.max_load)
+            load_before = os.getloadavg()[0]
+            with api_server(api_url, args.workers, args.cache_seconds) as base:
+                results = measure(base, paths, args)
+            extra["load"] = (load_before, os.getloadavg()[0])
+            if args.cache_seconds > 0:
+                extra["uncached"] = measure_uncached(api_url, paths["analytics"], args)
+        if "duckdb" in engines:
+            extra["duckdb"] = measure_duckdb(tables, days, paths, args)
+    if args.no_write:
+        return
+    if set(engines) != {"postgres", "duckdb"}:
+        print("not writing the doc: its section reports both engines")
+        return
+    write_section(section(args, results, rows, extra))
+    print(f"wrote the '{SECTION[3:]}' section of {DOC}")
 
 
 if __name__ == "__main__":

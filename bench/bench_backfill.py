@@ -54,15 +54,15 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from assets.partitions import AS_OF_NOW_TAG
 from datagen.config import GeneratorConfig
 from datagen.generator import generate_tables
 from datagen.writers import write_source
+from devkit.databases import throwaway_database
 from pipelines.definitions import build_definitions
 from pipelines.jobs import ALL_ASSETS_JOB, INGEST_JOB
-from pipelines.partitions import AS_OF_NOW_TAG
 from pipelines.runner import run_job_for_days
 from resources.settings import PipelineSettings
-from tests.databases import throwaway_database
 
 LLM_KEYS = ("TOGETHER_API_KEY", "TOGETHER_API_KEY_MARKETING")
 STEP_EVENTS = {

@@ -21,9 +21,10 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from tests.fake_together import FakeTogether
+from devkit.fake_together import FakeTogether
+from resources.copywriter import generate_copies_sync
 from transforms.copy_prompt import CAMPAIGN_TYPES, CampaignBrief, Offer
-from transforms.copywriter import CopySettings, InMemoryCopyCache, generate_copies_sync
+from transforms.copy_results import CopySettings, InMemoryCopyCache
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 SECTION = "## LLM copy"
@@ -117,7 +118,7 @@ def section(args: argparse.Namespace, figures: dict[str, Any]) -> str:
         SECTION,
         "",
         f"`{command}` ({date.today().isoformat()}): the copywriter through the real `together`",
-        "SDK against the fake server (`tests/fake_together.py`) over real HTTP on 127.0.0.1,",
+        "SDK against the fake server (`devkit/fake_together.py`) over real HTTP on 127.0.0.1,",
         f"every call answering after {args.latency:g} s.",
         f"Machine: {machine()}.",
         "",

@@ -31,8 +31,8 @@ from pathlib import Path
 import polars as pl
 import psycopg
 
+from devkit.databases import throwaway_database
 from resources.warehouse import Warehouse
-from tests.databases import throwaway_database
 from transforms.profiles import compute_profiles
 from transforms.thresholds import PatternThresholds
 

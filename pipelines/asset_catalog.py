@@ -35,16 +35,25 @@ FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(minutes=135)
                                            warn_window=dt.timedelta(minutes=75))
 USER_LEVEL = {"contains": "user-level"}
 
-_INGEST = ("assets/ingest.py", "transforms/validation.py", "transforms/amounts.py",
-           "transforms/timestamps.py", "transforms/user_keys.py",
-           "transforms/ingest_policy.py", "resources/sources.py", "resources/source_files.py",
+_INGEST = ("assets/ingest.py", "assets/ingest_chunks.py", "assets/ingest_report.py",
+           "transforms/validation.py", "transforms/amounts.py", "transforms/timestamps.py",
+           "transforms/user_keys.py", "transforms/ingest_policy.py",
+           "transforms/ingest_checks.py", "resources/sources.py", "resources/source_files.py",
            "resources/staging.py")
-_PROFILES = ("assets/profiles.py", "transforms/profiles.py", "transforms/thresholds.py",
-             "transforms/window_duplicates.py", "transforms/user_keys.py",
+_PROFILES = ("assets/profiles.py", "assets/profile_inputs.py", "transforms/profiles.py",
+             "transforms/thresholds.py", "transforms/window_duplicates.py",
+             "transforms/user_keys.py", "transforms/profile_checks.py",
              "resources/committed_snapshots.py")
-_CYCLE = ("assets/campaigns.py", "transforms/campaign_selection.py", "transforms/roi.py",
-          "transforms/audience.py", "transforms/campaign_metrics.py",
+_SEGMENTS = ("assets/segments.py", "transforms/segments.py", "transforms/profile_checks.py")
+_CYCLE = ("assets/campaigns.py", "assets/campaign_planning.py",
+          "assets/campaign_measurement.py", "transforms/campaign_planning.py",
+          "transforms/campaign_selection.py", "transforms/roi.py", "transforms/audience.py",
+          "transforms/campaign_metrics.py", "transforms/campaign_checks.py",
           "transforms/campaign_config.py", "transforms/events.py", "transforms/user_keys.py")
+_COPY = ("assets/copy.py", "resources/copywriter.py", "resources/copy_client.py",
+         "transforms/copy_results.py", "transforms/copy_prompt.py",
+         "transforms/copy_validation.py", "transforms/copy_templates.py", "resources/llm.py",
+         "resources/copy_cache.py")
 
 
 @dataclass(frozen=True)
@@ -66,10 +75,8 @@ CATALOG: dict[str, Entry] = {
                                  tuple(USER_LEVEL.items())),
     "staged_partitions": Entry(frozenset({"polars"}), _INGEST),
     "rejected_files": Entry(frozenset({"polars"}), _INGEST),
-    "user_segments": Entry(frozenset({"polars"}), ("assets/profiles.py",
-                                                   "transforms/segments.py")),
-    "segment_overlap": Entry(frozenset({"polars"}), ("assets/profiles.py",
-                                                     "transforms/segments.py")),
+    "user_segments": Entry(frozenset({"polars"}), _SEGMENTS),
+    "segment_overlap": Entry(frozenset({"polars"}), _SEGMENTS),
     "ai_campaigns": Entry(frozenset({"polars"}), _CYCLE),
     "campaign_audience": Entry(frozenset({"polars"}), _CYCLE, tuple(USER_LEVEL.items())),
     "campaign_status": Entry(frozenset({"polars"}), _CYCLE),
@@ -77,16 +84,14 @@ CATALOG: dict[str, Entry] = {
     "campaign_delivery": Entry(frozenset({"polars"}), _CYCLE, tuple(USER_LEVEL.items())),
     "campaign_incrementality": Entry(frozenset({"polars"}), _CYCLE),
     "campaign_recommendations": Entry(frozenset({"polars"}),
-                                      ("assets/campaigns.py",
+                                      ("assets/campaign_recommendations.py",
+                                       "assets/campaigns.py",
                                        "transforms/recommendations.py")),
-    "campaign_copy": Entry(frozenset({"polars", "together"}),
-                           ("assets/copy.py", "transforms/copywriter.py",
-                            "transforms/copy_prompt.py", "transforms/copy_validation.py",
-                            "transforms/copy_templates.py", "resources/llm.py",
-                            "resources/copy_cache.py")),
+    "campaign_copy": Entry(frozenset({"polars", "together"}), _COPY),
     # written only when the LLM answers something new: no hourly freshness to expect
     "llm_copy_cache": Entry(frozenset({"together"}), ("resources/copy_cache.py",
-                                                     "transforms/copywriter.py"), hourly=False),
+                                                     "transforms/copy_results.py"),
+                            hourly=False),
 }
 
 

@@ -19,8 +19,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_ui(args: argparse.Namespace) -> int:
-    from pipelines.demo import load_demo_environment
     from pipelines.supervisor import run_process_group, stop_timeout_from_env
+    from resources.demo_files import load_demo_environment
 
     environment = {**os.environ}
     if not os.environ.get("MARKETING_WAREHOUSE_URL"):

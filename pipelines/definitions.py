@@ -11,6 +11,7 @@ import warnings
 
 import dagster as dg
 
+from assets.campaign_recommendations import build_recommendations_asset
 from assets.campaigns import build_campaign_assets, campaign_status_overrides_source
 from assets.copy import build_copy_assets
 from assets.ingest import (
@@ -19,10 +20,11 @@ from assets.ingest import (
     transactions_source,
     users_source,
 )
+from assets.partitions import daily_partitions
 from assets.profiles import build_profile_assets
+from assets.segments import build_segment_assets
 from pipelines.asset_catalog import annotate
 from pipelines.jobs import build_jobs
-from pipelines.partitions import daily_partitions
 from pipelines.schedules import build_schedules
 from pipelines.sensors import build_sensors
 from resources.llm import TogetherCopyResource
@@ -65,7 +67,9 @@ def build_assets(settings: PipelineSettings) -> list[dg.AssetsDefinition | dg.As
                             allow_emptying_days=settings.allow_emptying_days),
         *build_profile_assets(settings.first_partition_date, partitions,
                               settings.pattern_thresholds),
-        *build_campaign_assets(partitions),
+        build_segment_assets(partitions),
+        build_campaign_assets(partitions),
+        build_recommendations_asset(partitions),
         *build_copy_assets(partitions),
     ], warehouse_url=settings.warehouse_url, source_url=settings.source_url,
         owner=settings.asset_owner)

@@ -7,7 +7,6 @@ a local DAGSTER_HOME), so the demo needs no server and `make ui` can show its ru
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import sqlite3
 import time
@@ -25,11 +24,11 @@ from pipelines.definitions import build_definitions
 from pipelines.demo_summary import print_summary
 from pipelines.jobs import ALL_ASSETS_JOB, INGEST_JOB
 from pipelines.runner import run_job_for_days
-from resources.settings import DEMO_DIR, PipelineSettings
+from resources.demo_files import DEMO_DIR, save_demo_environment
+from resources.settings import PipelineSettings
 from resources.warehouse import Warehouse
 from transforms.events import events_for_source
 
-MANIFEST = DEMO_DIR / "demo.json"
 FAR_FUTURE_YEAR = 2099
 # The demo's own Dagster instance: local files, no telemetry, no server.
 DEMO_INSTANCE_YAML = "telemetry:\n  enabled: false\n"
@@ -123,7 +122,7 @@ def run_demo(options: DemoOptions) -> None:
     home = Path(environment["DAGSTER_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text(DEMO_INSTANCE_YAML)
-    MANIFEST.write_text(json.dumps(environment, indent=2))
+    save_demo_environment(environment)
     defs = build_definitions(settings)
     _skip_sqlite_fsyncs()
     with dg.DagsterInstance.get() as instance:
@@ -206,10 +205,3 @@ def _reset_demo_dir() -> None:
         (DEMO_DIR / name).unlink(missing_ok=True)
         (DEMO_DIR / f"{name}.wal").unlink(missing_ok=True)
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
-
-
-def load_demo_environment() -> dict[str, str]:
-    """The environment recorded by the last demo run, for `marketing ui` and `api`."""
-    if not MANIFEST.is_file():
-        raise SystemExit("no demo data yet: run `make demo` first")
-    return json.loads(MANIFEST.read_text())

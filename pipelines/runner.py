@@ -10,7 +10,7 @@ import datetime as dt
 
 import dagster as dg
 
-from pipelines.partitions import AS_OF_NOW_TAG
+from assets.partitions import AS_OF_NOW_TAG
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 

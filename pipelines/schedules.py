@@ -6,8 +6,8 @@ import datetime as dt
 
 import dagster as dg
 
+from assets.partitions import AS_OF_NOW_TAG
 from pipelines.jobs import ALL_ASSETS_JOB
-from pipelines.partitions import AS_OF_NOW_TAG
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"

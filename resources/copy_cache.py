@@ -9,7 +9,7 @@ import polars as pl
 
 from resources.table_writes import TableWrite
 from resources.warehouse import Warehouse
-from transforms.copywriter import CachedCopy
+from transforms.copy_results import CachedCopy
 
 
 class WarehouseCopyCache:

@@ -1,7 +1,9 @@
 """Dagster resource for the copy LLM: configuration and client construction, no logic.
 
-The copywriting logic (`transforms.copywriter`) takes a plain `CopySettings`; this resource
-only resolves configuration into one, so the logic is testable without Dagster.
+The copywriting logic (`resources.copywriter`) takes a plain `CopySettings`; this resource
+only resolves configuration into one, so the logic is testable without Dagster. The SDK
+(`together`) is imported only when a client is built: the code location loads this
+resource on every run worker and CLI call, and most of them never talk to the model.
 
 The API key is resolved when the resource is used, never at import time: the field value,
 else `TOGETHER_API_KEY`, else `TOGETHER_API_KEY_MARKETING` (the original system's name).
@@ -13,12 +15,15 @@ from repr, and nothing here logs or reports it.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import dagster as dg
 from pydantic import Field
-from together import AsyncTogether
 
-from transforms.copywriter import DEFAULT_MODEL, CopySettings, build_async_client
+from transforms.copy_results import DEFAULT_MODEL, CopySettings
+
+if TYPE_CHECKING:
+    from together import AsyncTogether
 
 API_KEY_ENV_VARS = ("TOGETHER_API_KEY", "TOGETHER_API_KEY_MARKETING")
 BASE_URL_ENV_VAR = "TOGETHER_BASE_URL"
@@ -68,7 +73,7 @@ class TogetherCopyResource(dg.ConfigurableResource):
         return self.base_url or os.environ.get(BASE_URL_ENV_VAR) or None
 
     def settings(self) -> CopySettings:
-        """The plain settings object that `transforms.copywriter` runs on."""
+        """The plain settings object that `resources.copywriter` runs on."""
         return CopySettings(
             api_key=self.resolved_api_key(),
             model=self.model,
@@ -86,6 +91,8 @@ class TogetherCopyResource(dg.ConfigurableResource):
 
     def build_client(self) -> AsyncTogether:
         """An `AsyncTogether` client (SDK retries off: the copywriter retries itself)."""
+        from resources.copy_client import build_async_client
+
         return build_async_client(self.settings())
 
     def public_metadata(self) -> dict[str, str | float | int | bool]:

@@ -11,6 +11,7 @@ and a COPY.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -200,17 +201,117 @@ def _open_duckdb_waiting_for_lock(path: Path, read_only: bool) -> duckdb.DuckDBP
     once; each holds it only for a short write, so waiting is the right answer, not failing.
     Past `DUCKDB_LOCK_WAIT_S` the IOException ("Could not set lock") propagates, and the
     step's RetryPolicy retries it as transient (assets/retries.py).
+
+    A writer kept out announces itself (`announce_waiting_writer`) until it has the file or
+    gives up, so a reader that holds the file open between requests (the read API,
+    api/database.py) lets go of it. A read-only open never waits for a reader (read-only
+    connections share the file), so only writers announce.
     """
     deadline = time.monotonic() + DUCKDB_LOCK_WAIT_S
     delay = 0.05
-    while True:
+    marker: Path | None = None
+    try:
+        while True:
+            try:
+                return duckdb.connect(str(path), read_only=read_only)
+            except (duckdb.IOException, duckdb.ConnectionException) as error:
+                if not _kept_out(error, read_only) or time.monotonic() > deadline:
+                    raise
+                if not read_only:
+                    # Refreshed on every retry: a marker older than WRITER_MARKER_FRESH_S
+                    # is a writer that died without removing it (or a reused pid).
+                    marker = announce_waiting_writer(path)
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+    finally:
+        if marker is not None:
+            withdraw_waiting_writer(marker)
+
+
+def _kept_out(error: duckdb.Error, read_only: bool) -> bool:
+    """Whether opening failed only because someone else has the file for now.
+
+    Another process: DuckDB's "Could not set lock". This process: a writer is refused
+    ("different configuration") while a read-only connection to the file is open here,
+    the read API's held one when both run in one process (tests, an embedded API), which
+    lets go when announced to like any other reader. A read-only open refused because
+    this process writes fails at once, as before (a run's steps do not overlap).
+    """
+    message = str(error).lower()
+    if isinstance(error, duckdb.IOException):
+        return "lock" in message
+    return not read_only and "different configuration" in message
+
+
+# Writers waiting for a DuckDB file's lock: `<file>.writer-waiting/<pid>`, an empty file
+# whose modification time the writer refreshes on each retry (at least once a second).
+WRITER_WAITING_SUFFIX = ".writer-waiting"
+WRITER_MARKER_FRESH_S = 10.0
+
+
+def writer_markers_dir(path: Path) -> Path:
+    """Where writers waiting for `path`'s lock leave their markers."""
+    return path.with_name(path.name + WRITER_WAITING_SUFFIX)
+
+
+def announce_waiting_writer(path: Path) -> Path | None:
+    """Create (or refresh) this process's marker; None if the directory is not writable
+    (the writer then only retries, as it would with no reader to ask)."""
+    marker = writer_markers_dir(path) / str(os.getpid())
+    for _ in range(2):  # a second try if another writer removed the empty directory
         try:
-            return duckdb.connect(str(path), read_only=read_only)
-        except duckdb.IOException as error:
-            if "lock" not in str(error).lower() or time.monotonic() > deadline:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            marker.touch()
+            return marker
+        except FileNotFoundError:
+            with suppress(OSError):
+                marker.parent.mkdir(exist_ok=True)
+        except OSError:
+            return None
+    return None
+
+
+def withdraw_waiting_writer(marker: Path) -> None:
+    """Remove the marker, and its directory if no other writer is waiting."""
+    with suppress(OSError):
+        marker.unlink(missing_ok=True)
+    with suppress(OSError):  # not empty: another writer waits
+        marker.parent.rmdir()
+
+
+def waiting_writers(path: Path) -> list[int]:
+    """Pids of the live writers waiting for `path`'s lock.
+
+    A marker counts if its process exists and refreshed it within WRITER_MARKER_FRESH_S:
+    a writer killed before removing its marker (or a pid reused since) is ignored.
+    """
+    try:
+        entries = list(os.scandir(writer_markers_dir(path)))
+    except OSError:  # no directory: nobody waits (the common case, one failed syscall)
+        return []
+    now = time.time()
+    live = []
+    for entry in entries:
+        if not entry.name.isdigit():
+            continue
+        try:
+            fresh = now - entry.stat().st_mtime <= WRITER_MARKER_FRESH_S
+        except OSError:  # removed meanwhile
+            continue
+        if fresh and int(entry.name) > 0 and _process_exists(int(entry.name)):
+            live.append(int(entry.name))
+    return live
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    except OSError:
+        return False
+    return True
 
 
 class PostgresBackend:

@@ -32,7 +32,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.auth import mint_token
+from api.auth import DEFAULT_AUDIENCE, DEFAULT_ISSUER, PrivateKey, mint_token
 from api.role import apply_readonly_role
 from api.settings import ApiSettings
 from pipelines.demo import simulate_day_events
@@ -182,10 +182,15 @@ Mint = Callable[..., str]
 
 @pytest.fixture(scope="session")
 def api_token() -> Mint:
-    """`api_token(subject, role="admin", ttl=..., secret=SECRET, now=None)`: a signed token."""
+    """`api_token(subject, role="admin", ttl=..., secret=SECRET, now=None, audience=...,
+    issuer=..., private_key=None, kid=None)`: a signed token (HS256 with `secret`, or RS256
+    / ES256 with `private_key`), with the default aud/iss unless given (None: no claim)."""
     def sign(subject: str = "tests", *, role: str | None = "admin",
              ttl: dt.timedelta = dt.timedelta(hours=1), secret: str = SECRET,
-             now: dt.datetime | None = None) -> str:
-        return mint_token(secret, subject, role=role, ttl=ttl, now=now)
+             now: dt.datetime | None = None, audience: str | None = DEFAULT_AUDIENCE,
+             issuer: str | None = DEFAULT_ISSUER, private_key: PrivateKey | None = None,
+             kid: str | None = None) -> str:
+        return mint_token(secret if private_key is None else private_key, subject, role=role,
+                          ttl=ttl, now=now, audience=audience, issuer=issuer, kid=kid)
 
     return sign

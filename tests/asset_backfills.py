@@ -64,7 +64,7 @@ from dagster._daemon.backfill import execute_backfill_iteration
 from dagster_graphql.client.query import LAUNCH_PARTITION_BACKFILL_MUTATION
 from dagster_graphql.test.utils import execute_dagster_graphql
 
-from pipelines.partitions import AS_OF_NOW_TAG
+from assets.partitions import AS_OF_NOW_TAG
 from resources.settings import PipelineSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -75,19 +75,6 @@ LOCATION_NAME = "marketing"
 # The tag the UI adds to everything it launches (ui-core/src/launchpad/uiExecutionTags.tsx).
 FROM_UI_TAG = "dagster/from_ui"
 ENV_PREFIX = "MARKETING_"
-PATTERN_PREFIX = "MARKETING_PATTERN_"
-# resources/settings.py `PipelineSettings.from_env`: field -> variable.
-SETTINGS_ENV = {
-    "source_url": "MARKETING_SOURCE_URL",
-    "source_schema": "MARKETING_SOURCE_SCHEMA",
-    "warehouse_url": "MARKETING_WAREHOUSE_URL",
-    "warehouse_schema": "MARKETING_WAREHOUSE_SCHEMA",
-    "warehouse_load_sessions": "MARKETING_WAREHOUSE_LOAD_SESSIONS",
-    "staging_dir": "MARKETING_STAGING_DIR",
-    "first_partition_date": "MARKETING_FIRST_PARTITION_DATE",
-    "future_tolerance_minutes": "MARKETING_FUTURE_TOLERANCE_MINUTES",
-    "max_rejected_share": "MARKETING_MAX_REJECTED_SHARE",
-}
 
 _LOGGER = logging.getLogger("tests.asset_backfills")
 # How much of a failure an outcome's description shows (the outcome keeps all of it).
@@ -102,20 +89,6 @@ def _clip(text: str) -> str:
 # --------------------------------------------------------------------------- environment
 
 
-def settings_environment(settings: PipelineSettings) -> dict[str, str]:
-    """The MARKETING_* variables from which `PipelineSettings.from_env()` rebuilds
-    `settings` (unset optional fields are left out)."""
-    env: dict[str, str] = {}
-    for name, variable in SETTINGS_ENV.items():
-        value = getattr(settings, name)
-        if value is None:
-            continue
-        env[variable] = value.isoformat() if isinstance(value, dt.date) else str(value)
-    for name, value in settings.pattern_thresholds.model_dump().items():
-        env[PATTERN_PREFIX + name.upper()] = str(value)
-    return env
-
-
 @contextmanager
 def exported_settings(settings: PipelineSettings) -> Iterator[dict[str, str]]:
     """Replace every MARKETING_* variable by those of `settings`, restoring them after.
@@ -123,7 +96,7 @@ def exported_settings(settings: PipelineSettings) -> Iterator[dict[str, str]]:
     Checks the round trip: the code location's entry point must rebuild exactly
     `settings` from the environment, or the backfill would test another deployment.
     """
-    wanted = settings_environment(settings)
+    wanted = settings.to_env()
     saved = {key: value for key, value in os.environ.items() if key.startswith(ENV_PREFIX)}
     for key in saved:
         del os.environ[key]

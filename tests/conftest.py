@@ -15,8 +15,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from devkit.databases import throwaway_database
 from resources.warehouse import Warehouse
-from tests.databases import throwaway_database
 
 DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 

@@ -20,8 +20,6 @@ from pathlib import Path
 import dagster as dg
 import psycopg
 
-from tests.databases import throwaway_database, with_database  # noqa: F401 - re-exported
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PRODUCTION_DAGSTER_YAML = REPO_ROOT / "dagster.yaml"
 PG_URL_VARIABLE = "DAGSTER_PG_URL"

@@ -1,32 +1,6 @@
-"""Throwaway PostgreSQL databases for tests: created with a unique name, always dropped."""
+"""Moved to `devkit/databases.py` (shared with bench/); kept only for bench/bench_api.py,
+which still imports it from here. Remove once that import names devkit."""
 
-from __future__ import annotations
+from devkit.databases import throwaway_database, with_database
 
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from urllib.parse import urlsplit, urlunsplit
-
-import psycopg
-
-
-def with_database(server_url: str, database: str) -> str:
-    """The same server URL, pointing at another database."""
-    return urlunsplit(urlsplit(server_url)._replace(path=f"/{database}"))
-
-
-@contextmanager
-def throwaway_database(server_url: str, prefix: str = "dagster_test") -> Iterator[str]:
-    """Create a uniquely named database on the server, yield its URL, drop it at the end.
-
-    `WITH (FORCE)` because pooled connections of an instance (or of a killed `dagster dev`)
-    may still be open when the test ends; the database must go regardless.
-    """
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield with_database(server_url, name)
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+__all__ = ["throwaway_database", "with_database"]

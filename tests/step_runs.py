@@ -21,8 +21,8 @@ from typing import Any
 
 import dagster as dg
 
+from assets.partitions import AS_OF_NOW_TAG
 from pipelines.definitions import build_assets, build_resources
-from pipelines.partitions import AS_OF_NOW_TAG
 from pipelines.runner import QUIET_LOGS
 from resources import fault_points
 from resources.settings import PipelineSettings

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 if TYPE_CHECKING:
-    from tests.api_fixtures import MakeClient, Materialized
+    from tests.api_fixtures import FixtureDays, MakeClient, Materialized
 
 pytest_plugins = ["tests.api_fixtures"]
 API = "/api/marketing"
@@ -107,18 +107,33 @@ def test_analytics_reject_bad_ranges(api_client: TestClient, api_auth: dict,
     assert not_a_date.json()["errors"][0]["parameter"] == "start_date"
 
 
-def test_ready_reports_version_partitions_and_read_only(api_client: TestClient, api_auth: dict,
-                                                        api_data: Materialized) -> None:
-    body = api_client.get("/ready", headers=api_auth).json()
+def test_ready_needs_no_token_and_dates_every_daily_step(api_client: TestClient,
+                                                         api_data: Materialized,
+                                                         api_days: FixtureDays) -> None:
+    """The fixture ran every step through `api_days.last`, but plans campaigns only on
+    `api_days.first`: readiness must say the data is complete through the last day, not
+    stop at the last plan (it used to take the minimum over tables, plans included)."""
+    answer = api_client.get("/ready")  # probes send no token
+    assert answer.status_code == 200
+    body = answer.json()
     version = api_data.read("SELECT max(version) AS v FROM schema_migrations")["v"][0]
     assert body["status"] == "ready"
     assert body["database"] == api_data.backend
     assert body["schema_version"] == version
-    latest = body["latest_by_table"]
-    assert latest["campaign_metrics"] == _metric_days(api_data)[-1].isoformat()
-    assert body["latest_partition"] == min(day for day in latest.values() if day)
+    last = api_days.last.isoformat()
+    assert body["latest_by_step"] == {
+        "staged_partitions": last, "user_segments": last, "campaign_cycle": last}
+    assert body["latest_partition"] == last
+    assert body["latest_plan"] == api_days.first.isoformat()
+    assert body["latest_metrics"] == _metric_days(api_data)[-1].isoformat()
     # On PostgreSQL the API connects with the read-only role, and says so.
     assert body["read_only"] is True
+
+
+@pytest.mark.parametrize("path", ["/health", "/ready"])
+def test_probes_answer_head_without_a_body(api_client: TestClient, path: str) -> None:
+    answer = api_client.head(path)
+    assert answer.status_code == 200 and answer.content == b""
 
 
 def test_both_backends_give_the_same_answers(api_duckdb: Materialized,

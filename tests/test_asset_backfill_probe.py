@@ -24,8 +24,8 @@ import pytest
 from dagster._core.execution.backfill import BulkActionStatus
 from dagster._core.storage.tags import BACKFILL_ID_TAG
 
+from assets.partitions import AS_OF_NOW_TAG
 from pipelines.jobs import ALL_ASSETS_JOB, INGEST_JOB
-from pipelines.partitions import AS_OF_NOW_TAG
 from pipelines.runner import run_job_for_days
 from tests.asset_backfills import (
     FROM_UI_TAG,

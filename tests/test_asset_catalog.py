@@ -37,6 +37,14 @@ def test_every_computed_asset_is_described() -> None:
     assert specs["transactions"].freshness_policy is None  # external: not ours to refresh
 
 
+def test_every_code_file_of_the_catalog_exists() -> None:
+    """A moved or renamed module must move in the catalog too: a missing file would only
+    be digested as "<missing>", and its asset would never show its code as changed."""
+    root = Path(__file__).resolve().parent.parent
+    named = {name for entry in CATALOG.values() for name in entry.code}
+    assert sorted(name for name in named if not (root / name).is_file()) == []
+
+
 def test_kinds_follow_the_configured_engines() -> None:
     specs = _specs(PipelineSettings(warehouse_url="postgresql://u@h/db",
                                     source_url="/exports"))

@@ -10,8 +10,8 @@ import polars as pl
 import psycopg
 import pytest
 
+from devkit.databases import throwaway_database
 from resources.warehouse import Warehouse
-from tests.databases import throwaway_database
 from tests.test_campaign_helpers import D, campaign, campaigns, metrics, metrics_row
 from transforms.audience import AUDIENCE_SCHEMA
 from transforms.campaign_metrics import DELIVERY_SCHEMA, INCREMENTALITY_SCHEMA, METRICS_SCHEMA

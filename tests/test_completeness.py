@@ -17,10 +17,10 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from assets.partitions import AS_OF_NOW_TAG
 from datagen.writers import write_source
 from pipelines.definitions import build_assets, build_resources
 from pipelines.jobs import INGEST_JOB
-from pipelines.partitions import AS_OF_NOW_TAG
 from pipelines.schedules import RANGE_END_TAG, RANGE_START_TAG
 from resources.staging import StagingStore, content_token
 from tests.pipeline_helpers import START, PipelineUnderTest, generated_source, last_day

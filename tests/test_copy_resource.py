@@ -9,10 +9,11 @@ import dagster as dg
 import pytest
 from together import AsyncTogether
 
+from devkit.fake_together import FakeTogether, Reply, malformed_json, server_error
+from resources.copywriter import generate_copies_sync
 from resources.llm import TogetherCopyResource
-from tests.fake_together import FakeTogether, Reply, malformed_json, server_error
 from transforms.copy_prompt import CampaignBrief, Offer
-from transforms.copywriter import CopySettings, InMemoryCopyCache, generate_copies_sync
+from transforms.copy_results import CopySettings, InMemoryCopyCache
 
 SECRET = "sk-SECRET-do-not-log-4711"
 ENV_VARS = ("TOGETHER_API_KEY", "TOGETHER_API_KEY_MARKETING", "TOGETHER_BASE_URL")

@@ -11,10 +11,11 @@ import duckdb
 import polars as pl
 
 from resources.copy_cache import WarehouseCopyCache
+from resources.copywriter import generate_copies_sync
 from resources.warehouse import Warehouse
 from transforms.copy_prompt import CampaignBrief, Offer
+from transforms.copy_results import CachedCopy, CopySettings
 from transforms.copy_validation import CampaignCopy
-from transforms.copywriter import CachedCopy, CopySettings, generate_copies_sync
 
 MIGRATION = Path(__file__).resolve().parent.parent / "sql" / "migrations" / "0004_copy.sql"
 DAY = dt.date(2026, 3, 1)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fake_together import (
+from devkit.fake_together import (
     FakeTogether,
     Reply,
     contradicting_numbers,
@@ -17,15 +17,11 @@ from tests.fake_together import (
     server_error,
     slow,
 )
+from resources.copywriter import generate_copies_sync
 from transforms.copy_prompt import CampaignBrief, Offer
+from transforms.copy_results import CachedCopy, CopySettings, InMemoryCopyCache
 from transforms.copy_templates import template_copy
 from transforms.copy_validation import CampaignCopy, validate_copy
-from transforms.copywriter import (
-    CachedCopy,
-    CopySettings,
-    InMemoryCopyCache,
-    generate_copies_sync,
-)
 
 
 @pytest.fixture

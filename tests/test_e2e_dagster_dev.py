@@ -33,12 +33,12 @@ from typing import Any
 import polars as pl
 import pytest
 
+from devkit.databases import throwaway_database
 from pipelines.jobs import ALL_ASSETS_JOB
 from resources.warehouse import Warehouse
 from tests.dagster_instances import (
     REPO_ROOT,
     dagster_pg_url,
-    throwaway_database,
     write_dagster_home,
 )
 from tests.pipeline_helpers import START, generated_source

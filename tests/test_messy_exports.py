@@ -18,9 +18,9 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from assets.partitions import AS_OF_NOW_TAG
 from pipelines.definitions import build_assets, build_resources
 from pipelines.jobs import ALL_ASSETS_JOB, INGEST_JOB
-from pipelines.partitions import AS_OF_NOW_TAG
 from pipelines.runner import run_job_for_days
 from pipelines.schedules import RANGE_END_TAG, RANGE_START_TAG
 from resources.source_files import read_transaction_files

@@ -32,6 +32,7 @@ from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import (
 )
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
+from devkit.databases import throwaway_database
 from pipelines.definitions import build_definitions
 from pipelines.jobs import ALL_ASSETS_JOB, INGEST_JOB
 from pipelines.runner import run_job_for_days
@@ -44,7 +45,6 @@ from tests.dagster_instances import (
     production_instance,
     stored_materialized_partitions,
     stored_run_status,
-    throwaway_database,
 )
 from tests.pipeline_helpers import START, generated_source
 

@@ -8,10 +8,10 @@ import uuid
 import polars as pl
 import pytest
 
+from devkit.fake_together import FakeTogether
 from pipelines.campaign_ops import UnknownCampaign, set_campaign_status
 from pipelines.jobs import ALL_ASSETS_JOB
 from resources.staging import StagingStore
-from tests.fake_together import FakeTogether
 from tests.pipeline_helpers import PipelineUnderTest, generated_source, last_day
 from transforms.lifecycle import InvalidTransition
 from transforms.thresholds import PATTERNS

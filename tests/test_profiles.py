@@ -24,7 +24,8 @@ import psycopg
 import pytest
 from pydantic import ValidationError
 
-from tests.databases import throwaway_database
+from devkit.databases import throwaway_database
+from resources.settings import PipelineSettings
 from transforms.columns import STAGED_TRANSACTION_SCHEMA
 from transforms.profiles import (
     PROFILE_SCHEMA,
@@ -804,18 +805,18 @@ def test_thresholds_from_env_overrides_and_refuses_typos() -> None:
         "MARKETING_PATTERN_LOOKBACK_DAYS": "60",
         "UNRELATED": "x",
     }
-    t = PatternThresholds.from_env(environ=env)
+    t = PipelineSettings.from_env(env).pattern_thresholds
     assert t.weekend_share == 0.6 and t.lookback_days == 60 and t.bucket_days == 20
     assert t.min_purchases == 3
     with pytest.raises(ValueError, match="MARKETING_PATTERN_WEEKEND_SHAR"):
-        PatternThresholds.from_env(environ={"MARKETING_PATTERN_WEEKEND_SHAR": "0.6"})
+        PipelineSettings.from_env({"MARKETING_PATTERN_WEEKEND_SHAR": "0.6"})
     with pytest.raises(ValidationError):
-        PatternThresholds.from_env(environ={"MARKETING_PATTERN_LOOKBACK_DAYS": "100"})
+        PipelineSettings.from_env({"MARKETING_PATTERN_LOOKBACK_DAYS": "100"})
 
 
 def test_thresholds_from_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MARKETING_PATTERN_MIN_PURCHASES", "2")
-    assert PatternThresholds.from_env().min_purchases == 2
+    assert PipelineSettings.from_env().pattern_thresholds.min_purchases == 2
 
 
 def test_changed_threshold_changes_the_pattern() -> None:

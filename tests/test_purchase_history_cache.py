@@ -15,8 +15,8 @@ from pathlib import Path
 import polars as pl
 from polars.testing import assert_frame_equal
 
+from assets.partitions import as_of_end
 from pipelines.jobs import ALL_ASSETS_JOB
-from pipelines.partitions import as_of_end
 from resources.staging import StagingStore
 from tests.pipeline_helpers import START, generated_source
 from transforms.profiles import compute_profiles

@@ -18,7 +18,7 @@ import polars as pl
 import psycopg
 import pytest
 
-import assets.profiles
+import assets.segments
 import resources.warehouse_backends as backends
 from assets.retries import TRANSIENT_RETRY, is_classified, retry_transient_only
 from pipelines.definitions import build_assets
@@ -291,8 +291,8 @@ def test_a_data_error_in_a_real_step_fails_at_once(
     """Overlap rows that break segment_overlap's primary key: a real constraint error from
     the engine, not retried, and neither table changed."""
     before = _segments(pipeline)
-    real = assets.profiles.compute_segment_overlap
-    monkeypatch.setattr(assets.profiles, "compute_segment_overlap",
+    real = assets.segments.compute_segment_overlap
+    monkeypatch.setattr(assets.segments, "compute_segment_overlap",
                         lambda profiles: pl.concat([real(profiles)] * 2))
     result = materialize_days(pipeline.settings, ["user_segments"], LAST, LAST, now=NOW,
                               instance=pipeline.instance, raise_on_error=False)

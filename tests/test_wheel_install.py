@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import duckdb
@@ -22,6 +23,9 @@ from tests.pipeline_helpers import deployment_env
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DAY = dt.date(2026, 1, 5)
+# What the wheel ships: the code packages and the SQL, never the dev-only tests/, bench/ or
+# devkit/ (which nothing shipped imports: tests/test_layering.py).
+SHIPPED = {"api", "assets", "datagen", "marketing_sql", "pipelines", "resources", "transforms"}
 pytestmark = pytest.mark.slow
 
 
@@ -47,6 +51,9 @@ def test_the_wheel_migrates_generates_and_materializes_a_day(tmp_path: Path) -> 
     _run([uv, "build", "--out-dir", str(wheels), str(REPO_ROOT)], REPO_ROOT,
          dict(os.environ))
     (wheel,) = wheels.glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        tops = {name.split("/")[0] for name in archive.namelist()}
+    assert {top for top in tops if not top.endswith(".dist-info")} == SHIPPED
     venv = tmp_path / "venv"
     _run([uv, "venv", "--python", sys.executable, str(venv)], tmp_path, dict(os.environ))
     python = venv / "bin" / "python"

@@ -30,6 +30,9 @@ CampaignType = Literal[
 ]
 CAMPAIGN_TYPES: tuple[str, ...] = get_args(CampaignType)
 CAMPAIGN_STATUSES = ("scheduled", "active", "paused", "expired", "archived")
+# The rules of transforms/recommendations.py, by name (the API's enum; a test keeps the two
+# in step without the API importing Polars).
+RECOMMENDATION_RULES = ("low_ctr", "low_conversion", "no_uplift", "low_roi", "strong_roi")
 
 # Fixed namespace: changing it would change every campaign, metric and audience id.
 ID_NAMESPACE = uuid.UUID("5b0f3c7e-9a51-4a8e-8d3e-6f2b1c0a7d42")

@@ -17,6 +17,7 @@ cost basis frozen in the campaign's ``offer_json`` at planning time, in integer 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
@@ -24,6 +25,7 @@ import polars as pl
 
 from transforms.campaign_config import stable_id
 from transforms.columns import MONEY
+from transforms.user_keys import with_source_user_ids
 
 TS = pl.Datetime("us", "UTC")
 METRICS_SCHEMA: dict[str, pl.DataType] = {
@@ -210,3 +212,26 @@ def compute_incrementality(events: pl.DataFrame | pl.LazyFrame, audience: pl.Dat
                             ).select(list(INCREMENTALITY_SCHEMA)).sort("campaign_id").cast(
         INCREMENTALITY_SCHEMA)
 
+
+@dataclass(frozen=True)
+class MeasuredDay:
+    """Day D's rows of `campaign_metrics`, `campaign_delivery` and `campaign_incrementality`."""
+
+    metrics: pl.DataFrame
+    deliveries: pl.DataFrame
+    lift: pl.DataFrame
+
+
+def measure_day(events: pl.DataFrame | pl.LazyFrame, audience: pl.DataFrame,
+                campaigns: pl.DataFrame, *, as_of_date: date, recorded_at: datetime
+                ) -> MeasuredDay:
+    """Day D's three measurement tables from the events before its end and the audiences
+    and campaigns planned up to D (D's own included)."""
+    return MeasuredDay(
+        metrics=compute_campaign_metrics(events, audience, campaigns, as_of_date=as_of_date,
+                                         recorded_at=recorded_at),
+        deliveries=with_source_user_ids(build_deliveries(events, audience,
+                                                         as_of_date=as_of_date), audience),
+        lift=compute_incrementality(events, audience, campaigns, as_of_date=as_of_date,
+                                    recorded_at=recorded_at),
+    )

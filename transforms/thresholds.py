@@ -1,8 +1,9 @@
 """Every behaviour-pattern threshold in one typed, frozen config object.
 
 DESIGN.md says "changing a threshold is a config change, not code": the profile transform
-reads nothing but this object, and :meth:`PatternThresholds.from_env` lets an operator
-override any field (``MARKETING_PATTERN_WEEKEND_SHARE=0.6``) without touching code.
+reads nothing but this object, and an operator overrides any field with
+``MARKETING_PATTERN_<FIELD>`` (``MARKETING_PATTERN_WEEKEND_SHARE=0.6``), read with every
+other setting by ``resources/settings.py``, without touching code.
 
 Each field carries the decision taken where DESIGN.md left room for two readings; the
 same decisions are written out in ``docs/patterns.md``.
@@ -10,11 +11,8 @@ same decisions are written out in ``docs/patterns.md``.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -140,26 +138,3 @@ class PatternThresholds(BaseModel):
     def percentile_fraction(self) -> Fraction:
         """The percentile as the exact fraction of its decimal form (0.8 -> 4/5)."""
         return exact_fraction(self.high_spender_percentile)
-
-    @classmethod
-    def from_env(
-        cls, prefix: str = "MARKETING_PATTERN_", environ: Mapping[str, str] | None = None
-    ) -> PatternThresholds:
-        """Defaults overridden by ``<prefix><FIELD>`` environment variables.
-
-        An unknown variable under the prefix (a typo such as ``..._WEEKEND_SHAR``) raises
-        instead of being silently ignored: a threshold that does not apply is worse than a
-        failed start.
-        """
-        env = os.environ if environ is None else environ
-        fields = {name.upper(): name for name in cls.model_fields}
-        overrides: dict[str, Any] = {}
-        for key, raw in env.items():
-            if not key.startswith(prefix):
-                continue
-            suffix = key[len(prefix) :]
-            if suffix not in fields:
-                known = ", ".join(prefix + upper for upper in sorted(fields))
-                raise ValueError(f"unknown pattern threshold variable {key}; known: {known}")
-            overrides[fields[suffix]] = raw.strip()
-        return cls.model_validate(overrides)

@@ -29,14 +29,16 @@ from api.models import (
     RoiTotals,
     TopCampaign,
 )
+from api.params import Day
 from api.responses import json_bytes_response
 from api.settings import ApiSettings
 
 DEFAULT_RANGE_DAYS = 30
 TOP_CAMPAIGNS = 5
-StartDate = Annotated[dt.date | None, Query(description="First day (inclusive)")]
-EndDate = Annotated[dt.date | None, Query(description="Last day (inclusive; default: the "
-                                                      "latest day with metrics)")]
+StartDate = Annotated[Day | None, Query(description="First day (inclusive; default: 29 "
+                                                   "days before end_date)")]
+EndDate = Annotated[Day | None, Query(description="Last day (inclusive; default: the latest "
+                                                 "day with metrics)")]
 
 
 async def _range(db: Snapshot, settings: ApiSettings, start: dt.date | None,
@@ -74,7 +76,7 @@ def analytics_router(settings: ApiSettings) -> APIRouter:
 
     @router.get("/roi", response_model=RoiResponse,
                 summary="Realised vs expected ROI by campaign type or target pattern")
-    async def roi(
+    async def analytics_roi(
         context: Context,
         start_date: StartDate = None,
         end_date: EndDate = None,
@@ -104,8 +106,8 @@ def analytics_router(settings: ApiSettings) -> APIRouter:
 
     @router.get("/engagement", response_model=EngagementResponse,
                 summary="Impressions, opens and clicks per day, with open rate and CTR")
-    async def engagement(context: Context, start_date: StartDate = None, end_date: EndDate = None,
-                   ) -> Response:
+    async def analytics_engagement(context: Context, start_date: StartDate = None,
+                           end_date: EndDate = None) -> Response:
         _check(settings, start_date, end_date)
 
         async def work(db: Snapshot) -> EngagementResponse:
@@ -120,8 +122,8 @@ def analytics_router(settings: ApiSettings) -> APIRouter:
 
     @router.get("/conversion", response_model=ConversionResponse,
                 summary="Conversions and revenue per day, plus treated-vs-holdout uplift")
-    async def conversion(context: Context, start_date: StartDate = None, end_date: EndDate = None,
-                   ) -> Response:
+    async def analytics_conversion(context: Context, start_date: StartDate = None,
+                           end_date: EndDate = None) -> Response:
         _check(settings, start_date, end_date)
 
         async def work(db: Snapshot) -> ConversionResponse:

@@ -5,7 +5,6 @@ construction); see the comments of the `api_campaign*.sql` files for how a missi
 campaign or missing data shows in their rows.
 """
 
-import datetime as dt
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -14,7 +13,7 @@ from starlette.responses import Response
 
 from api.context import Context
 from api.database import Row, Snapshot, one
-from api.errors import invalid, not_found
+from api.errors import error_responses, invalid, not_found
 from api.figures import as_int, json_object, money, ratio
 from api.models import (
     BehaviorPattern,
@@ -32,6 +31,7 @@ from api.models import (
     Recommendation,
     RecommendationsResponse,
 )
+from api.params import Day
 from api.responses import json_response
 from api.settings import ApiSettings
 
@@ -39,6 +39,7 @@ from api.settings import ApiSettings
 # portal, and a script wanting everything can filter instead.
 MAX_OFFSET = 100_000
 CampaignId = Annotated[UUID, Path(description="The campaign's id (a UUID).")]
+NOT_FOUND = error_responses(404)
 
 
 def campaigns_router(settings: ApiSettings) -> APIRouter:
@@ -80,7 +81,7 @@ def campaigns_router(settings: ApiSettings) -> APIRouter:
             total=total, limit=limit, offset=offset,
             campaigns=[CampaignSummary.model_validate(row) for row in rows]))
 
-    @router.get("/campaigns/{campaign_id}", response_model=CampaignResponse,
+    @router.get("/campaigns/{campaign_id}", response_model=CampaignResponse, responses=NOT_FOUND,
                 summary="One campaign with its plan and offer")
     async def get_campaign(context: Context, campaign_id: CampaignId) -> Response:
         key = str(campaign_id)
@@ -92,12 +93,13 @@ def campaigns_router(settings: ApiSettings) -> APIRouter:
         return json_response(CampaignResponse(campaign=CampaignDetail.model_validate(row)))
 
     @router.get("/campaigns/{campaign_id}/metrics", response_model=CampaignMetricsResponse,
+                responses=NOT_FOUND,
                 summary="Performance totals and daily breakdown (the original Example 3)")
     async def get_campaign_metrics(
         context: Context,
         campaign_id: CampaignId,
-        start_date: Annotated[dt.date | None, Query(description="First day (inclusive)")] = None,
-        end_date: Annotated[dt.date | None, Query(description="Last day (inclusive)")] = None,
+        start_date: Annotated[Day | None, Query(description="First day (inclusive)")] = None,
+        end_date: Annotated[Day | None, Query(description="Last day (inclusive)")] = None,
     ) -> Response:
         if start_date and end_date and start_date > end_date:
             raise invalid("start_date", f"must be on or before end_date ({end_date})")
@@ -117,12 +119,12 @@ def campaigns_router(settings: ApiSettings) -> APIRouter:
         ))
 
     @router.get("/campaigns/{campaign_id}/recommendations",
-                response_model=RecommendationsResponse,
+                response_model=RecommendationsResponse, responses=NOT_FOUND,
                 summary="Rule-based advice on the campaign, with the evidence for each")
     async def get_recommendations(
         context: Context,
         campaign_id: CampaignId,
-        as_of: Annotated[dt.date | None, Query(
+        as_of: Annotated[Day | None, Query(
             description="Advice as of this day (default: the latest day with metrics)")] = None,
     ) -> Response:
         key = str(campaign_id)
@@ -136,7 +138,7 @@ def campaigns_router(settings: ApiSettings) -> APIRouter:
             campaign_id=key, as_of_date=rows[0]["day"],
             recommendations=[Recommendation.model_validate(row) for row in advice]))
 
-    @router.get("/campaigns/{campaign_id}/copy", response_model=CopyResponse,
+    @router.get("/campaigns/{campaign_id}/copy", response_model=CopyResponse, responses=NOT_FOUND,
                 summary="The campaign's marketing copy (headline, email, CTAs, subjects)")
     async def get_copy(context: Context, campaign_id: CampaignId) -> Response:
         key = str(campaign_id)

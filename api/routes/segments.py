@@ -3,12 +3,12 @@
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from starlette.responses import Response
 
 from api.context import Context
 from api.database import Snapshot, one
-from api.errors import not_found
+from api.errors import error_responses, not_found
 from api.figures import as_int
 from api.models import (
     Segment,
@@ -17,11 +17,18 @@ from api.models import (
     SegmentList,
     SegmentOverlap,
 )
+from api.params import Day
 from api.responses import json_response
 from transforms.campaign_config import BEHAVIOR_PATTERNS
 
 HISTORY_DAYS = 30
-AsOf = Annotated[dt.date | None, Query(description="Segments of this day (default: latest)")]
+AsOf = Annotated[Day | None, Query(description="Segments of this day (default: latest)")]
+# A path segment names a resource: an unknown pattern is a 404 like an unknown id, so the
+# enum is documented for clients but not enforced as a 422.
+PatternName = Annotated[str, Path(
+    description="A behaviour pattern; any other name is a 404.",
+    json_schema_extra={"enum": list(BEHAVIOR_PATTERNS)})]
+NOT_FOUND = error_responses(404)
 
 
 async def _day(db: Snapshot, as_of: dt.date | None) -> dt.date:
@@ -42,7 +49,7 @@ async def _missing_day(db: Snapshot, day: dt.date) -> Exception:
 def segments_router() -> APIRouter:
     router = APIRouter(tags=["segments"])
 
-    @router.get("/segments", response_model=SegmentList,
+    @router.get("/segments", response_model=SegmentList, responses=NOT_FOUND,
                 summary="Every behaviour segment of a day, largest first")
     async def list_segments(context: Context, as_of: AsOf = None) -> Response:
         rows = await context.reader.query("api_segments", {"as_of": as_of})
@@ -57,10 +64,10 @@ def segments_router() -> APIRouter:
             as_of_date=day, total=len(segments),
             segments=[Segment.model_validate(row) for row in segments]))
 
-    @router.get("/segments/{pattern}", response_model=SegmentDetailResponse,
+    @router.get("/segments/{pattern}", response_model=SegmentDetailResponse, responses=NOT_FOUND,
                 summary="One segment: figures, overlap with other patterns, 30-day trend")
-    async def get_segment(context: Context, pattern: str, as_of: AsOf = None) -> Response:
-        # A path segment names a resource: an unknown pattern is a 404, like an unknown id.
+    async def get_segment(context: Context, pattern: PatternName, as_of: AsOf = None
+                          ) -> Response:
         if pattern not in BEHAVIOR_PATTERNS:
             raise not_found(f"unknown pattern {pattern!r}; known: {', '.join(BEHAVIOR_PATTERNS)}")
 

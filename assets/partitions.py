@@ -1,4 +1,8 @@
-"""The daily `as_of` partitions and the clock every asset in a run agrees on."""
+"""The daily `as_of` partitions and the clock every asset in a run agrees on.
+
+In the assets layer, below everything that uses them: the assets read the clock and the
+partition window, and `pipelines/` (definitions, schedules, the runner) builds the
+partitions and pins the clock with `AS_OF_NOW_TAG`."""
 
 from __future__ import annotations
 
