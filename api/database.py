@@ -66,6 +66,7 @@ from psycopg import sql as pgsql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from api.role import RESULT_TABLES
 from resources.partition_swap import SWAPPED_TABLES
 from resources.sql_files import load_query, to_dialect
 from resources.warehouse_backends import waiting_writers
@@ -131,8 +132,17 @@ class _PostgresSnapshot:
         return await cursor.fetchall()  # type: ignore[return-value]  # dict_row factory
 
 
-_LOCK_SWAPPED_TABLES = pgsql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(
-    pgsql.SQL(", ").join(pgsql.Identifier(table) for table in SWAPPED_TABLES))
+# The day-partitioned tables (resources/partition_swap.py) the API reads. A REPEATABLE READ
+# snapshot taken before a partition swap commits could see the new partition attached but
+# not its rows (the catalog is not read under the snapshot), so a multi-statement read
+# locks these before its first query and waits for any swap instead. The API reads none
+# today (behavioral_profiles holds a row per user), so nothing is locked and the read-only
+# role needs no grant on them; an endpoint reading one must be granted it (api/role.py).
+SNAPSHOT_LOCKED_TABLES = tuple(table for table in SWAPPED_TABLES if table in RESULT_TABLES)
+_LOCK_BEFORE_SNAPSHOT = (
+    pgsql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(
+        pgsql.SQL(", ").join(pgsql.Identifier(table) for table in SNAPSHOT_LOCKED_TABLES))
+    if SNAPSHOT_LOCKED_TABLES else None)
 
 
 class PostgresReader:
@@ -202,7 +212,8 @@ class PostgresReader:
                     async with connection.transaction():
                         # Before the snapshot is taken (first SELECT): a day swapped in
                         # later would be invisible to it, so wait for any swap instead.
-                        await connection.execute(_LOCK_SWAPPED_TABLES)
+                        if _LOCK_BEFORE_SNAPSHOT is not None:
+                            await connection.execute(_LOCK_BEFORE_SNAPSHOT)
                         return await work(_PostgresSnapshot(connection))
             except PoolTimeout as error:
                 raise DatabaseUnavailable("no database connection within the timeout") from error

@@ -23,7 +23,6 @@ import psycopg
 from psycopg import sql as pgsql
 
 from resources.connection_url import parse_backend_url
-from resources.partition_swap import SWAPPED_TABLES
 from resources.sql_files import SQL_DIR
 
 ROLE_SQL = SQL_DIR / "roles" / "readonly_role.sql"
@@ -39,14 +38,10 @@ RESULT_TABLES = (
     "campaign_recommendations", "campaign_status", "schema_migrations", "segment_overlap",
     "staged_partitions", "user_segments",
 )
-# Tables the API locks without reading them. api/database.py takes LOCK TABLE ... IN ACCESS
-# SHARE MODE on every swapped table before a multi-statement read, and PostgreSQL allows
-# that lock only with SELECT on the table (a column grant is not enough). So until
-# api/database.py locks only the swapped tables the API reads (none today), the role must
-# keep SELECT on behavioral_profiles, a per-user table; a test checks this tuple against
-# the statement api/database.py runs, and an xfail(strict) test turns red once it can go.
-LOCKED_TABLES = tuple(table for table in SWAPPED_TABLES if table not in RESULT_TABLES)
-GRANTED_TABLES = RESULT_TABLES + LOCKED_TABLES
+# Everything the role is granted: SELECT on the served tables, nothing more. (The API
+# locks no table it does not read: api.database.SNAPSHOT_LOCKED_TABLES is a subset of
+# these, so a lock never needs a grant of its own.)
+GRANTED_TABLES = RESULT_TABLES
 
 # What the role must not be able to do once the SQL is applied, one row per problem. It
 # catches what the SQL cannot do for lack of rights (a REVOKE by someone who may not

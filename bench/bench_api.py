@@ -67,8 +67,8 @@ import psycopg
 
 from api.auth import mint_token
 from api.role import apply_readonly_role
+from devkit.databases import throwaway_database
 from resources.warehouse import Warehouse
-from tests.databases import throwaway_database
 from transforms.campaign_config import BEHAVIOR_PATTERNS, CAMPAIGN_TYPES, stable_id
 from transforms.campaign_metrics import INCREMENTALITY_SCHEMA, METRICS_SCHEMA
 from transforms.campaign_selection import AI_CAMPAIGN_SCHEMA

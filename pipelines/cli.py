@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from resources.settings import PipelineSettings
 
@@ -18,6 +19,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dg_command() -> list[str]:
+    """`dg` of this interpreter's environment. `dg dev` reads the project from
+    pyproject.toml's [tool.dg] (the code location `pipelines.definitions`), so it runs from
+    the repository root, like `make ui`; `dagster dev -w workspace.yaml` is deprecated."""
+    script = Path(sys.executable).with_name("dg")
+    if script.is_file():
+        return [str(script)]
+    return [sys.executable, "-c", "import sys; from dagster_dg_cli.cli import main; "
+            "sys.argv[0] = 'dg'; sys.exit(main())"]
+
+
 def _cmd_ui(args: argparse.Namespace) -> int:
     from pipelines.supervisor import run_process_group, stop_timeout_from_env
     from resources.demo_files import load_demo_environment
@@ -27,8 +39,7 @@ def _cmd_ui(args: argparse.Namespace) -> int:
         environment.update(load_demo_environment())
     print(f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME="
           f"{environment.get('DAGSTER_HOME', '(default)')}); Ctrl-C stops it", flush=True)
-    command = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml",
-               "-h", args.host, "-p", str(args.port)]
+    command = [*_dg_command(), "dev", "-h", args.host, "-p", str(args.port)]
     # Its own process group, stopped as a whole on SIGTERM/SIGINT/SIGHUP (SIGKILL after
     # MARKETING_UI_STOP_TIMEOUT_S, default 8 s): `subprocess.call` left the webserver,
     # daemon and code servers orphaned.

@@ -1,9 +1,9 @@
 """Run a child in its own process group and stop the whole group when we are signalled.
 
-`marketing ui` uses this for `dagster dev`, which starts a webserver, a daemon, a code-server
-proxy with its `dagster api grpc`, and a run worker per launched run: one process group of
-several Python processes. With a plain `subprocess.call` (measured on Dagster 1.13.27 with
-polars 2.1 on Linux, see docs/operations.md "Stopping the UI"):
+`marketing ui` uses this for `dg dev` (formerly `dagster dev`), which starts a webserver, a
+daemon, a code-server proxy with its `dagster api grpc`, and a run worker per launched run:
+one process group of several Python processes. With a plain `subprocess.call` (measured on
+Dagster 1.13.27 with polars 2.1 on Linux, see docs/operations.md "Stopping the UI"):
 
 - SIGTERM to `marketing ui` alone ended only that process; everything `dagster dev` started
   kept running, orphaned, until killed by hand.

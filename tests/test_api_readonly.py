@@ -12,8 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.cli import main as api_cli
-from api.database import _LOCK_SWAPPED_TABLES
-from api.role import GRANTED_TABLES, LOCKED_TABLES, RESULT_TABLES, apply_readonly_role
+from api.database import _LOCK_BEFORE_SNAPSHOT, SNAPSHOT_LOCKED_TABLES
+from api.role import GRANTED_TABLES, RESULT_TABLES, apply_readonly_role
 from resources.sql_files import QUERIES_DIR
 from resources.warehouse import Warehouse
 
@@ -24,9 +24,9 @@ pytest_plugins = ["tests.api_fixtures"]
 INSERT = ("INSERT INTO ai_campaigns (campaign_id) VALUES ('written-through-the-api')")
 # Tables the role must never read, named so a catalog query returning nothing cannot make
 # the "every other table is refused" check pass vacuously.
-NEVER_SERVED = ("campaign_audience", "campaign_delivery", "rejected_transactions", "user_keys",
-                "rejected_files", "snapshot_versions", "llm_copy_cache",
-                "campaign_status_overrides")
+NEVER_SERVED = ("behavioral_profiles", "campaign_audience", "campaign_delivery",
+                "rejected_transactions", "user_keys", "rejected_files", "snapshot_versions",
+                "llm_copy_cache", "campaign_status_overrides")
 RELATIONS = ("r", "p", "v", "m", "f")  # tables, partitioned tables, views, foreign tables
 
 # Table references of a query: what follows FROM or JOIN, unless it is a function call
@@ -143,10 +143,12 @@ def test_the_role_is_granted_exactly_what_the_api_reads() -> None:
     assert not unread, f"granted but read by no query (remove from RESULT_TABLES): {unread}"
     assert len(set(RESULT_TABLES)) == len(RESULT_TABLES)
     assert not set(NEVER_SERVED) & set(GRANTED_TABLES)
-    # The only other grant: tables api/database.py locks without reading them.
-    locked = set(re.findall(r'"(\w+)"', _LOCK_SWAPPED_TABLES.as_string()))
-    assert set(LOCKED_TABLES) == locked - set(RESULT_TABLES)
-    assert set(GRANTED_TABLES) == set(readers) | locked
+    # No other grant: api/database.py locks only tables the API reads (a lock needs
+    # SELECT), and only day-partitioned ones.
+    locked = (set(re.findall(r'"(\w+)"', _LOCK_BEFORE_SNAPSHOT.as_string()))
+              if _LOCK_BEFORE_SNAPSHOT is not None else set())
+    assert locked == set(SNAPSHOT_LOCKED_TABLES) <= set(readers)
+    assert set(GRANTED_TABLES) == set(readers)
 
 
 def test_the_role_reads_the_served_tables_and_nothing_else(api_postgres: Materialized) -> None:
@@ -167,9 +169,6 @@ def test_the_role_reads_the_served_tables_and_nothing_else(api_postgres: Materia
     assert not wrong, f"(read_only, table, error or None): {wrong}"
 
 
-@pytest.mark.xfail(strict=True, reason="api/database.py locks behavioral_profiles before "
-                   "every multi-statement read, which needs SELECT on it (api.role."
-                   "LOCKED_TABLES); passes once it locks only swapped tables the API reads")
 def test_the_role_cannot_read_behavioral_profiles(api_postgres: Materialized) -> None:
     with (_role_connection(api_postgres) as connection,
           pytest.raises(psycopg.errors.InsufficientPrivilege)):

@@ -35,11 +35,7 @@ FORBIDDEN: dict[str, set[str]] = {
     "bench": {"tests"},
 }
 # Known exceptions, each with the reason it is still there.
-ALLOWED: dict[tuple[str, str], str] = {
-    ("bench/bench_api.py", "tests.databases"):
-        "pending a one-line change to `from devkit.databases import throwaway_database`; "
-        "tests/databases.py re-exports devkit's helpers only for it",
-}
+ALLOWED: dict[tuple[str, str], str] = {}
 MAX_FUNCTION_LINES = 60
 
 

@@ -6,7 +6,7 @@ temporary directory (DAGSTER_HOME, DuckDB files, staging), and setting
 `MARKETING_WAREHOUSE_URL` keeps `marketing ui` off the repository's demo data.
 
 Once the webserver serves and the code location has loaded, the test records the whole
-tree (the `marketing ui` process group and every descendant: `dagster dev`, the webserver,
+tree (the `marketing ui` process group and every descendant: `dg dev`, the webserver,
 the daemon, the code-server proxy and its `dagster api grpc`), sends one signal, and
 checks that every recorded process is gone and that none outlived `marketing ui` itself.
 It waits up to 60 s so a busy machine cannot fail it; the stop time is printed (`-s`), not
@@ -47,7 +47,7 @@ STOP_BOUND_S = 60
 LOCATIONS_QUERY = ("query { workspaceOrError { ... on Workspace { "
                    "locationEntries { loadStatus } } } }")
 # Each must be among the recorded processes, so the test really covers them.
-EXPECTED_SERVICES = ("dagster dev", "dagster_webserver", "dagster._daemon", "dagster api grpc")
+EXPECTED_SERVICES = ("dg dev", "dagster_webserver", "dagster._daemon", "dagster api grpc")
 
 
 @dataclass(frozen=True)
