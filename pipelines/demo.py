@@ -21,17 +21,18 @@ from datagen.config import GeneratorConfig
 from datagen.generator import generate_transactions, generate_users
 from datagen.writers import write_source
 from pipelines.definitions import build_definitions
+from pipelines.demo_instance import demo_instance_yaml
 from pipelines.demo_summary import print_summary
 from pipelines.jobs import ALL_ASSETS_JOB, INGEST_JOB
 from pipelines.runner import run_job_for_days
+from resources.connection_url import parse_backend_url
 from resources.demo_files import DEMO_DIR, save_demo_environment
+from resources.duckdb_hold import hold_duckdb_files
 from resources.settings import PipelineSettings
 from resources.warehouse import Warehouse
 from transforms.events import events_for_source
 
 FAR_FUTURE_YEAR = 2099
-# The demo's own Dagster instance: local files, no telemetry, no server.
-DEMO_INSTANCE_YAML = "telemetry:\n  enabled: false\n"
 
 
 def _skip_sqlite_fsyncs() -> None:
@@ -121,11 +122,15 @@ def run_demo(options: DemoOptions) -> None:
     os.environ.update(environment)
     home = Path(environment["DAGSTER_HOME"])
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text(DEMO_INSTANCE_YAML)
+    (home / "dagster.yaml").write_text(demo_instance_yaml(home))
     save_demo_environment(environment)
     defs = build_definitions(settings)
     _skip_sqlite_fsyncs()
-    with dg.DagsterInstance.get() as instance:
+    # The demo is its files' only user: held open, they are not reopened by every read
+    # and write (resources/duckdb_hold.py; about a third of a day's run otherwise).
+    with (dg.DagsterInstance.get() as instance,
+          hold_duckdb_files(*(parse_backend_url(url).duckdb_path
+                              for url in (settings.source_url, settings.warehouse_url)))):
         progress.step(f"validating and staging {options.days} daily partitions (one run)")
         results = [run_job_for_days(defs, INGEST_JOB, config.start_date, last_day,
                                     instance=instance, now=now)]

@@ -25,6 +25,7 @@ import psycopg
 import psycopg.types.string
 from psycopg import sql as pgsql
 
+from resources.duckdb_hold import held_cursor
 from resources.partition_swap import list_partition_key, swap_partition
 from resources.postgres_copy import ColumnType, cast_to_columns, column_types
 from resources.postgres_reads import read_frame
@@ -98,7 +99,10 @@ class DuckDBBackend:
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        connection = _open_duckdb_waiting_for_lock(self.path, read_only=read_only)
+        # A file this process holds (resources/duckdb_hold.py) is not opened again.
+        connection = held_cursor(self.path)
+        if connection is None:
+            connection = _open_duckdb_waiting_for_lock(self.path, read_only=read_only)
         try:
             if not read_only:
                 connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')

@@ -30,8 +30,10 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
+import duckdb
 import polars as pl
 import pytest
 
@@ -40,6 +42,9 @@ from pipelines.demo import happened_by, simulate_day_events
 from pipelines.jobs import ALL_ASSETS_JOB
 from pipelines.runner import run_job_for_days
 from pipelines.schedules import RANGE_END_TAG, RANGE_START_TAG, hourly_run_request
+from resources import warehouse_backends
+from resources.connection_url import parse_backend_url
+from resources.duckdb_hold import hold_duckdb_files
 from tests.asset_backfills import backfill_deployment, partition_names, run_asset_backfill
 from tests.pipeline_helpers import START, PipelineUnderTest, generated_source, last_day
 from tests.warehouse_snapshots import Snapshot, take_snapshot
@@ -228,6 +233,36 @@ def test_ui_backfills_of_one_group_at_a_time_equal_the_replay(
             assert not outcome.missing({key: frozenset(partition_names(START, CLOSING_DAY))
                                         for key in keys}), str(outcome)
     _assert_same("UI backfills group by group", grouped.snapshot(), reference)
+
+
+def test_the_demo_holding_its_files_replays_the_same_tables(
+        engine: str, deploy, reference: Reference, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`marketing demo` holds its DuckDB files open for all its runs (resources/
+    duckdb_hold.py): the same replay inside the hold leaves the same tables, and opens each
+    file once, for the hold, instead of for every read and write."""
+    if engine != "duckdb":
+        pytest.skip("holding files open is for DuckDB files")
+    held = deploy("held")
+    settings = held.pipeline.settings
+    paths = [parse_backend_url(url).duckdb_path
+             for url in (settings.source_url, settings.warehouse_url)]
+    opened: list[Path] = []
+    real_open = warehouse_backends._open_duckdb_waiting_for_lock
+
+    def counting_open(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+        opened.append(path)
+        return real_open(path, read_only)
+
+    monkeypatch.setattr(warehouse_backends, "_open_duckdb_waiting_for_lock", counting_open)
+    events = pl.DataFrame()
+    with hold_duckdb_files(*paths):
+        for day in _days(START, CLOSING_DAY):
+            held.run(day, day)
+            events = simulate_day_events(settings, day, events, FINAL_NOW, EVENT_SEED)
+    assert opened == paths
+    assert events.equals(reference.events)
+    _assert_same("the replay holding its files", held.snapshot(), reference)
+    assert len(opened) > len(paths)  # the snapshot, outside the hold, opened the file again
 
 
 def test_a_fresh_deployment_asked_for_later_days_is_refused(deploy) -> None:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.demo import DEMO_INSTANCE_YAML
+from pipelines.demo_instance import demo_instance_yaml
 from pipelines.supervisor import STOP_TIMEOUT_S, stop_timeout_from_env
 from tests.dagster_instances import REPO_ROOT
 
@@ -113,7 +113,7 @@ def _marketing_command() -> list[str]:
 def _isolated_env(tmp_path: Path) -> dict[str, str]:
     home = tmp_path / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text(DEMO_INSTANCE_YAML)
+    (home / "dagster.yaml").write_text(demo_instance_yaml(home))
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("MARKETING_", "DAGSTER_"))}
     env.update({
