@@ -28,6 +28,7 @@ from api.routes.analytics import analytics_router
 from api.routes.campaigns import campaigns_router
 from api.routes.health import health_router
 from api.routes.segments import segments_router
+from api.routes.value import value_router
 from api.settings import ApiSettings
 from resources.connection_url import parse_backend_url
 
@@ -94,6 +95,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
                      dependencies=[Depends(require_admin), Depends(reject_unknown_parameters)])
     data.include_router(campaigns_router(settings))
     data.include_router(segments_router())
+    data.include_router(value_router())
     data.include_router(analytics_router(settings))
     app.include_router(data)
     _document_examples(app)

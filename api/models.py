@@ -21,6 +21,7 @@ from transforms.campaign_config import (
     CAMPAIGN_TYPES,
     RECOMMENDATION_RULES,
 )
+from transforms.value_tiers import CHURN_RISKS, VALUE_TIERS
 
 # Enums built from the pipeline's own vocabularies, so a new pattern or type reaches the
 # API's validation and OpenAPI schema without a second list to keep in step.
@@ -29,6 +30,8 @@ CampaignType = StrEnum("CampaignType", {value: value for value in CAMPAIGN_TYPES
 BehaviorPattern = StrEnum("BehaviorPattern", {value: value for value in BEHAVIOR_PATTERNS})
 RecommendationRule = StrEnum("RecommendationRule",
                              {value: value for value in RECOMMENDATION_RULES})
+ValueTier = StrEnum("ValueTier", {value: value for value in VALUE_TIERS})
+ChurnRisk = StrEnum("ChurnRisk", {value: value for value in CHURN_RISKS})
 Success = Literal["success"]
 
 
@@ -207,6 +210,50 @@ class SegmentDetailResponse(BaseModel):
     history: list[SegmentHistoryPoint] = Field(description="The last 30 days up to as_of.")
     campaigns_by_status: dict[CampaignStatus, int] = Field(
         description="Campaigns ever planned for this pattern, by current status.")
+
+
+class ValueTierFigures(BaseModel):
+    """Users of one value tier and churn risk, and their predicted value
+    (docs/customer-value.md)."""
+
+    value_tier: ValueTier = Field(description="Rank by predicted CLV on the day: top 20 %, "
+                                              "then 30 %, 30 %, 20 % (configurable).")
+    churn_risk: ChurnRisk = Field(description="By P(alive): high below 0.3, medium below "
+                                              "0.7, low otherwise (configurable).")
+    users: int
+    total_clv: float = Field(description="Sum of the users' predicted CLV (12 months).")
+    avg_clv: float
+    avg_p_alive: float = Field(description="Mean probability that the users are still "
+                                           "customers (BG/NBD).")
+    expected_purchases_90d: float = Field(description="Purchases (purchase days) the users "
+                                                      "are expected to make in 90 days.")
+
+
+class ValueModel(BaseModel):
+    model: Literal["bg_nbd", "gamma_gamma"]
+    parameters: dict[str, float]
+    log_likelihood: float | None
+    customers: int = Field(description="Users the model was fitted on (Gamma-Gamma: repeat "
+                                       "buyers).")
+    converged: bool
+
+
+class CustomerValueResponse(BaseModel):
+    status: Success = "success"
+    as_of_date: dt.date
+    users: int = Field(description="Users scored: everyone with a purchase before the day.")
+    total_clv: float
+    models: list[ValueModel] = Field(description="The day's fitted models.")
+    tiers: list[ValueTierFigures]
+
+
+class SegmentValueResponse(BaseModel):
+    status: Success = "success"
+    as_of_date: dt.date
+    behavior_pattern: BehaviorPattern
+    users: int = Field(description="Users of the segment with a predicted value.")
+    total_clv: float
+    tiers: list[ValueTierFigures]
 
 
 class RoiGroup(BaseModel):

@@ -29,13 +29,14 @@ ROLE_SQL = SQL_DIR / "roles" / "readonly_role.sql"
 # Exactly the tables the API's queries read (sql/queries/api_*.sql, /ready's included);
 # tests/test_api_readonly.py parses the queries and fails if this differs from what they
 # read. None holds a row per user. Absent on purpose: the per-user tables
-# (behavioral_profiles, campaign_audience, campaign_delivery, rejected_transactions,
-# user_keys) and the pipeline-internal ones (llm_copy_cache, campaign_status_overrides,
-# snapshot_versions, rejected_files). A new endpoint on another table must add it here,
-# after deciding that the table may be served.
+# (behavioral_profiles, campaign_audience, campaign_delivery, customer_value,
+# rejected_transactions, user_keys) and the pipeline-internal ones (llm_copy_cache,
+# campaign_status_overrides, snapshot_versions, rejected_files). A new endpoint on another
+# table must add it here, after deciding that the table may be served.
 RESULT_TABLES = (
     "ai_campaigns", "campaign_copy", "campaign_incrementality", "campaign_metrics",
-    "campaign_recommendations", "campaign_status", "schema_migrations", "segment_overlap",
+    "campaign_recommendations", "campaign_status", "customer_value_models",
+    "customer_value_tiers", "schema_migrations", "segment_overlap", "segment_value",
     "staged_partitions", "user_segments",
 )
 # Everything the role is granted: SELECT on the served tables, nothing more. (The API

@@ -38,6 +38,10 @@ def read_planning_inputs(warehouse: Warehouse, staging: StagingStore,
         users=source.read_users(end),
         recent_audience=warehouse.read_named("campaign_audience_recent", {
             "since": day - dt.timedelta(days=config.frequency_window_days), "day": day}),
+        # 500k rows a day at scale: read only when some campaign type targets by value
+        value=warehouse.read("SELECT user_id, value_tier, churn_risk FROM customer_value "
+                             "WHERE as_of_date = :day", {"day": day})
+        if config.value_targeting else None,
     )
 
 

@@ -23,6 +23,7 @@ campaign_metrics, campaign_checks, recommendations).
 """
 
 import datetime as dt
+from enum import Enum
 
 import dagster as dg
 from dagster import AssetExecutionContext
@@ -37,7 +38,7 @@ from resources.sources import TransactionSource
 from resources.staging import StagingStore
 from resources.table_writes import WriteScope
 from resources.warehouse import Warehouse
-from transforms.campaign_config import CampaignConfig
+from transforms.campaign_config import PREDICTED_VALUE_TARGETING, CampaignConfig
 from transforms.campaign_planning import plan_day
 from transforms.events import normalize_events
 
@@ -55,6 +56,13 @@ CYCLE_TABLES = {"ai_campaigns": "as_of_date", "campaign_audience": "as_of_date",
                 "campaign_delivery": "as_of_date", "campaign_incrementality": "as_of_date"}
 
 
+class Targeting(Enum):
+    """Who of a segment a campaign reaches (docs/campaigns.md, "Targeting")."""
+
+    rules = "rules"
+    predicted_value = "predicted_value"
+
+
 class CampaignRunConfig(dg.Config):
     """Launchpad knobs for campaign planning; everything else keeps CampaignConfig defaults
     (docs/campaigns.md lists them)."""
@@ -64,9 +72,15 @@ class CampaignRunConfig(dg.Config):
     frequency_cap: int | None = None
     duration_days: int | None = None
     selection_metric: str | None = None
+    # "rules": every user with the segment's pattern (the default); "predicted_value": VIP
+    # and re-engagement by value tier and churn risk (PREDICTED_VALUE_TARGETING).
+    targeting: Targeting | None = None
 
     def to_campaign_config(self) -> CampaignConfig:
-        overrides = {key: value for key, value in self.model_dump().items() if value is not None}
+        overrides = {key: value for key, value in self.model_dump().items()
+                     if value is not None and key != "targeting"}
+        if self.targeting is Targeting.predicted_value:
+            overrides["value_targeting"] = PREDICTED_VALUE_TARGETING
         return CampaignConfig.model_validate({**CampaignConfig().model_dump(), **overrides})
 
 
@@ -74,7 +88,8 @@ def _cycle_specs() -> list[dg.AssetSpec]:
     return [
         dg.AssetSpec(
             "ai_campaigns",
-            deps=["user_segments", "behavioral_profiles", campaign_status_overrides_source,
+            deps=["user_segments", "behavioral_profiles", "customer_value",
+                  campaign_status_overrides_source,
                   dg.AssetDep("ai_campaigns", partition_mapping=PREVIOUS_DAY)],
             group_name=CAMPAIGN_GROUP,
             description="The day's campaigns: best candidate type per segment by expected "

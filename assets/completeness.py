@@ -21,12 +21,14 @@ from dataclasses import dataclass
 
 from resources.staging import StagingStore
 from resources.warehouse import Warehouse
+from transforms.purchase_history import HISTORY_FORMAT
 
 HISTORY = "purchase_history"
 TOKEN = "marketing.token"
 STAGED_TOKEN = "marketing.staged_token"
 PREVIOUS_TOKEN = "marketing.previous_token"
 AS_OF_END = "marketing.as_of_end"
+FORMAT = "marketing.history_format"
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ def history_lineage(staged_token: str, previous_token: str, as_of_end: dt.dateti
         STAGED_TOKEN: staged_token,
         PREVIOUS_TOKEN: previous_token,
         AS_OF_END: as_of_end.astimezone(dt.UTC).isoformat(),
+        FORMAT: HISTORY_FORMAT,
     }
 
 
@@ -97,6 +100,11 @@ def history_chain_gap(staging: StagingStore, first_partition: dt.date, through: 
             return Gap(day, "not staged: run ingest for it"), previous
         if lineage is None or TOKEN not in lineage:
             return Gap(day, "purchase_history not materialized"), previous
+        if lineage.get(FORMAT, "1") != HISTORY_FORMAT:
+            return Gap(day, f"purchase_history was written in format {lineage.get(FORMAT, '1')}"
+                            f" (this version writes {HISTORY_FORMAT}, with the customer-value "
+                            "columns); re-materialize purchase_history from the first "
+                            "partition"), previous
         if lineage.get(STAGED_TOKEN) != staged:
             return Gap(day, "purchase_history was built before this day was re-staged; "
                             "re-materialize purchase_history from here on"), previous

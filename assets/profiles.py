@@ -75,7 +75,7 @@ def resolve_thresholds(config: dg.Config, base: PatternThresholds) -> PatternThr
     return resolved
 
 
-def _text_ids(warehouse: Warehouse, day: dt.date) -> Callable[[], pl.DataFrame]:
+def text_ids_through(warehouse: Warehouse, day: dt.date) -> Callable[[], pl.DataFrame]:
     """The dictionary of text user ids staged up to `day`, read only if a profile needs
     it (an integer source has none, and pays nothing)."""
     return lambda: warehouse.read_named("user_keys_through", {"day": day})
@@ -166,7 +166,7 @@ def _profile_day(reporter: PartitionReporter, staging: StagingStore, warehouse: 
     profiles = with_source_user_ids(
         compute_profiles(without_duplicates(window, duplicates), as_of_end=end,
                          thresholds=thresholds, history=history, as_of_date=day),
-        _text_ids(warehouse, day))
+        text_ids_through(warehouse, day))
     publish(staging, warehouse, PROFILES, day, profiles,
             [TableWrite.partition(PROFILES, profiles, day)])
     twice = duplicated_users(profiles)

@@ -1,13 +1,14 @@
 """`purchase_history`: each user's first and last purchase before a day's `as_of_end`.
 
 The profile window is 90 days, but "first purchase ever" and "last purchase ever" need all
-history. Rescanning every staged day each hour would not scale, and reading them without
-declaring it would hide from Dagster what a profile depends on. So the history is an asset
-of its own, declared as what it is: day D's summary is day D-1's summary merged with the
-staged day D (a self-dependency on D-1 plus `valid_transactions` of D). Dagster therefore
-orders it day by day in every backfill, and each file records the tokens it was built from
-(assets/completeness.py), so a history built before an earlier day was re-staged is
-detected instead of used.
+history, and so do the customer-value models (purchase days, first and total amounts:
+transforms/purchase_history.py). Rescanning every staged day each hour would not scale,
+and reading them without declaring it would hide from Dagster what a profile depends on.
+So the history is an asset of its own, declared as what it is: day D's summary is day
+D-1's summary extended by the staged day D (a self-dependency on D-1 plus
+`valid_transactions` of D). Dagster therefore orders it day by day in every backfill, and
+each file records the tokens it was built from (assets/completeness.py), so a history
+built before an earlier day was re-staged is detected instead of used.
 
 Stored as Parquet beside the staged days: `<staging>/purchase_history/as_of_date=D/`.
 """
@@ -22,10 +23,10 @@ from assets.completeness import HISTORY, TOKEN, Gap, history_chain_gap, history_
 from assets.partition_results import PartitionReporter
 from assets.partitions import as_of_end, partition_days, run_now
 from resources.staging import StagingStore
-from transforms.profiles import (
-    PURCHASE_HISTORY_SCHEMA,
-    merge_purchase_history,
-    summarize_purchase_history,
+from transforms.purchase_history import (
+    PURCHASE_HISTORY_FILE_SCHEMA,
+    extend_purchase_history,
+    summarize_purchase_day,
 )
 
 HISTORY_GROUP = "ingest"
@@ -62,7 +63,7 @@ def build_purchase_history_asset(first_partition_date: dt.date,
         now = run_now(context)
         previous_day = days[0] - dt.timedelta(days=1)
         previous_token = ""
-        summary = pl.LazyFrame(schema=PURCHASE_HISTORY_SCHEMA)
+        summary = pl.LazyFrame(schema=PURCHASE_HISTORY_FILE_SCHEMA)
         if days[0] > first_partition_date:
             gap, previous_token = history_chain_gap(staging, first_partition_date,
                                                     previous_day)
@@ -76,9 +77,8 @@ def build_purchase_history_asset(first_partition_date: dt.date,
                 _refuse(context, Gap(day, "not staged: run ingest for it"),
                         first_partition_date)
             end = as_of_end(day, now)
-            day_summary = summarize_purchase_history(staging.scan_days(day, day), before=end)
-            frame = merge_purchase_history(summary, day_summary).collect().cast(
-                PURCHASE_HISTORY_SCHEMA).sort("user_id")
+            day_summary = summarize_purchase_day(staging.scan_days(day, day), day, before=end)
+            frame = extend_purchase_history(summary, day_summary).collect().sort("user_id")
             lineage = history_lineage(staged_token, previous_token, end)
             staging.write_snapshot(HISTORY, day, frame, lineage)
             reporter.metadata(HISTORY, day, {"users": frame.height,

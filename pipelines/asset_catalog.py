@@ -45,6 +45,8 @@ _PROFILES = ("assets/profiles.py", "assets/profile_inputs.py", "transforms/profi
              "transforms/user_keys.py", "transforms/profile_checks.py",
              "resources/committed_snapshots.py")
 _SEGMENTS = ("assets/segments.py", "transforms/segments.py", "transforms/profile_checks.py")
+_VALUE = ("assets/customer_value.py", "transforms/customer_value.py",
+          "transforms/purchase_history.py", "transforms/value_tiers.py")
 _CYCLE = ("assets/campaigns.py", "assets/campaign_planning.py",
           "assets/campaign_measurement.py", "transforms/campaign_planning.py",
           "transforms/campaign_selection.py", "transforms/roi.py", "transforms/audience.py",
@@ -70,13 +72,18 @@ CATALOG: dict[str, Entry] = {
     "valid_transactions": Entry(frozenset({"polars", "parquet"}), _INGEST),
     "rejected_transactions": Entry(frozenset({"polars"}), _INGEST, tuple(USER_LEVEL.items())),
     "purchase_history": Entry(frozenset({"polars", "parquet"}),
-                              ("assets/purchase_history.py", "transforms/profiles.py")),
+                              ("assets/purchase_history.py", "transforms/profiles.py",
+                               "transforms/purchase_history.py")),
     "behavioral_profiles": Entry(frozenset({"polars", "parquet"}), _PROFILES,
                                  tuple(USER_LEVEL.items())),
     "staged_partitions": Entry(frozenset({"polars"}), _INGEST),
     "rejected_files": Entry(frozenset({"polars"}), _INGEST),
     "user_segments": Entry(frozenset({"polars"}), _SEGMENTS),
     "segment_overlap": Entry(frozenset({"polars"}), _SEGMENTS),
+    "customer_value": Entry(frozenset({"polars", "scipy"}), _VALUE, tuple(USER_LEVEL.items())),
+    "customer_value_models": Entry(frozenset({"polars", "scipy"}), _VALUE),
+    "segment_value": Entry(frozenset({"polars"}), _VALUE),
+    "customer_value_tiers": Entry(frozenset({"polars", "scipy"}), _VALUE),
     "ai_campaigns": Entry(frozenset({"polars"}), _CYCLE),
     "campaign_audience": Entry(frozenset({"polars"}), _CYCLE, tuple(USER_LEVEL.items())),
     "campaign_status": Entry(frozenset({"polars"}), _CYCLE),

@@ -14,6 +14,7 @@ import dagster as dg
 from assets.campaign_recommendations import build_recommendations_asset
 from assets.campaigns import build_campaign_assets, campaign_status_overrides_source
 from assets.copy import build_copy_assets
+from assets.customer_value import build_customer_value_assets, build_segment_value_asset
 from assets.ingest import (
     build_ingest_assets,
     campaign_events_source,
@@ -68,6 +69,8 @@ def build_assets(settings: PipelineSettings) -> list[dg.AssetsDefinition | dg.As
         *build_profile_assets(settings.first_partition_date, partitions,
                               settings.pattern_thresholds),
         build_segment_assets(partitions),
+        build_customer_value_assets(settings.first_partition_date, partitions),
+        build_segment_value_asset(partitions),
         build_campaign_assets(partitions),
         build_recommendations_asset(partitions),
         *build_copy_assets(partitions),

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+
+import polars as pl
 
 from resources.settings import PipelineSettings
 from resources.warehouse import Warehouse
+from transforms.value_tiers import CHURN_RISKS, VALUE_TIERS
 
 
 def _ingest_section(warehouse: Warehouse) -> list[str]:
@@ -46,6 +50,35 @@ def _profile_section(warehouse: Warehouse) -> list[str]:
         lines.append(f"  {row['behavior_pattern']:<20} {row['user_count']:>6,}  "
                      f"{row['share_of_users']:>6.1%}  {float(row['avg_spend'] or 0):>10,.2f}  "
                      f"{float(row['median_spend'] or 0):>12,.2f}")
+    return lines
+
+
+def _value_section(warehouse: Warehouse) -> list[str]:
+    """Value tiers and churn risk of the last scored day, and that day's fitted models."""
+    day = warehouse.read("SELECT max(as_of_date) AS day FROM customer_value_tiers")["day"][0]
+    if day is None:
+        return ["Customer value: no day scored (see the models_converged check)"]
+    tiers = warehouse.read("SELECT * FROM customer_value_tiers WHERE as_of_date = :day",
+                           {"day": day})
+    models = warehouse.read("SELECT model, parameters, log_likelihood FROM "
+                            "customer_value_models WHERE as_of_date = :day ORDER BY model",
+                            {"day": day})
+    lines = [f"Customer value on {day} (BG/NBD + Gamma-Gamma, CLV over 12 months):"]
+    for row in models.iter_rows(named=True):
+        parameters = ", ".join(f"{name} {value:.3g}"
+                               for name, value in json.loads(row["parameters"]).items())
+        lines.append(f"  {row['model']:<12} {parameters}; log-likelihood "
+                     f"{row['log_likelihood']:,.1f}")
+    lines.append("  value tier   users  avg CLV  churn risk high / medium / low")
+    for tier in VALUE_TIERS:
+        rows = tiers.filter(pl.col("value_tier") == tier)
+        if not rows.height:
+            continue
+        users = int(rows["users"].sum())
+        avg_clv = float((rows["avg_clv"] * rows["users"]).sum()) / users
+        risk = {row["churn_risk"]: row["users"] for row in rows.iter_rows(named=True)}
+        lines.append(f"  {tier:<10} {users:>7,} {avg_clv:>8,.2f}  "
+                     + " / ".join(f"{risk.get(level, 0):,}" for level in CHURN_RISKS))
     return lines
 
 
@@ -98,7 +131,8 @@ def _metrics_section(warehouse: Warehouse) -> list[str]:
     return lines
 
 
-SECTIONS = [_ingest_section, _profile_section, _campaign_section, _metrics_section]
+SECTIONS = [_ingest_section, _profile_section, _value_section, _campaign_section,
+            _metrics_section]
 
 
 def _checks_section(checks: dict[str, list[str]]) -> list[str]:

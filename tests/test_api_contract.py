@@ -147,6 +147,8 @@ def _tour(client: TestClient, auth: dict[str, str]
         (f"{API}/analytics/roi", "get"): (f"{API}/analytics/roi", {}),
         (f"{API}/analytics/engagement", "get"): (f"{API}/analytics/engagement", {}),
         (f"{API}/analytics/conversion", "get"): (f"{API}/analytics/conversion", {}),
+        (f"{API}/customer-value", "get"): (f"{API}/customer-value", {}),
+        (f"{API}/segments/{{pattern}}/value", "get"): (f"{API}/segments/{pattern}/value", {}),
     }
 
 

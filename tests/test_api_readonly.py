@@ -24,7 +24,7 @@ pytest_plugins = ["tests.api_fixtures"]
 INSERT = ("INSERT INTO ai_campaigns (campaign_id) VALUES ('written-through-the-api')")
 # Tables the role must never read, named so a catalog query returning nothing cannot make
 # the "every other table is refused" check pass vacuously.
-NEVER_SERVED = ("behavioral_profiles", "campaign_audience", "campaign_delivery",
+NEVER_SERVED = ("behavioral_profiles", "campaign_audience", "campaign_delivery", "customer_value",
                 "rejected_transactions", "user_keys", "rejected_files", "snapshot_versions",
                 "llm_copy_cache", "campaign_status_overrides")
 RELATIONS = ("r", "p", "v", "m", "f")  # tables, partitioned tables, views, foreign tables

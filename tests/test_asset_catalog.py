@@ -12,7 +12,7 @@ from pipelines.definitions import build_definitions
 from resources.settings import PipelineSettings
 
 USER_LEVEL_TABLES = {"behavioral_profiles", "campaign_audience", "campaign_delivery",
-                     "rejected_transactions"}
+                     "rejected_transactions", "customer_value"}
 
 
 def _specs(settings: PipelineSettings) -> dict[str, dg.AssetSpec]:

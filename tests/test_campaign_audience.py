@@ -17,7 +17,7 @@ from transforms.audience import (
     splitmix64,
     splitmix64_expr,
 )
-from transforms.campaign_config import CampaignConfig
+from transforms.campaign_config import PREDICTED_VALUE_TARGETING, CampaignConfig, ValueTarget
 
 CONFIG = CampaignConfig()
 START = D + dt.timedelta(days=1)
@@ -156,3 +156,52 @@ def test_holdout_share_is_configurable(share: float) -> None:
                          config=config)
     assert abs(out["is_holdout"].mean() - share) <= 0.01
     assert len(_treated(out)) + out["is_holdout"].sum() == 20_000
+
+
+# --------------------------------------------------------------------------- value targeting
+
+
+def _value(tiers: dict[int, tuple[str, str]]) -> pl.DataFrame:
+    return pl.DataFrame({"user_id": list(tiers),
+                         "value_tier": [tier for tier, _ in tiers.values()],
+                         "churn_risk": [risk for _, risk in tiers.values()]},
+                        schema={"user_id": pl.Int64, "value_tier": pl.String,
+                                "churn_risk": pl.String})
+
+
+def test_targeting_by_predicted_value_keeps_only_the_asked_tiers() -> None:
+    """VIP reaches the segment's top tier only, re-engagement valuable users at risk; a
+    type without a value target still reaches the whole segment."""
+    users = range(1, 401)
+    tiers = ("top", "high", "medium", "low")
+    risks = ("high", "medium", "low")
+    value = _value({u: (tiers[u % 4], risks[u % 3]) for u in users})
+    profiles = _profiles({u: ["high_spender" if u <= 200 else "inactive"] for u in users})
+    plan = campaigns(
+        campaign("c-vip", "high_spender", START, END, as_of_date=D, campaign_type="vip",
+                 audience_size=1_000_000),
+        campaign("c-back", "inactive", START, END, as_of_date=D,
+                 campaign_type="re_engagement", audience_size=1_000_000))
+    targeted = CampaignConfig(value_targeting=PREDICTED_VALUE_TARGETING, holdout_share=0.0)
+    out = build_audience(plan, profiles, _users(dict.fromkeys(users, True)), NO_RECENT,
+                         as_of_date=D, config=targeted, value=value)
+    vip = set(out.filter(pl.col("campaign_id") == "c-vip")["user_id"])
+    back = set(out.filter(pl.col("campaign_id") == "c-back")["user_id"])
+    assert vip == {u for u in range(1, 201) if u % 4 == 0}  # "top"
+    assert back == {u for u in range(201, 401)
+                    if tiers[u % 4] in ("top", "high") and risks[u % 3] in ("high", "medium")}
+    # the rules (no value targeting): the whole segments
+    rules = build_audience(plan, profiles, _users(dict.fromkeys(users, True)), NO_RECENT,
+                           as_of_date=D, config=CampaignConfig(holdout_share=0.0), value=value)
+    assert set(rules["user_id"]) == set(users)
+    # without scores for the day a targeted type reaches nobody, never the whole segment
+    blind = build_audience(plan, profiles, _users(dict.fromkeys(users, True)), NO_RECENT,
+                           as_of_date=D, config=targeted, value=None)
+    assert blind.is_empty()
+
+
+def test_value_targets_name_known_tiers_and_types() -> None:
+    with pytest.raises(ValueError, match="unknown value tiers"):
+        ValueTarget(value_tiers=("gold",))
+    with pytest.raises(ValueError, match="unknown campaign types"):
+        CampaignConfig(value_targeting={"lottery": ValueTarget()})

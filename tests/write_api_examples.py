@@ -79,6 +79,9 @@ def collect(client: TestClient, headers: dict[str, str]) -> dict[str, Any]:
         "analytics_roi": get(f"{API}/analytics/roi"),
         "analytics_engagement": get(f"{API}/analytics/engagement"),
         "analytics_conversion": get(f"{API}/analytics/conversion"),
+        "customer_value": get(f"{API}/customer-value"),
+        "segment_value": get(f"{API}/segments/{segments['segments'][0]['behavior_pattern']}"
+                             "/value"),
     }
     trimmed = {name: _trim(body) for name, body in examples.items()}
     trimmed["list_segments"] = segments  # all eight: `total` must match the list

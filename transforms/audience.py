@@ -26,7 +26,8 @@ from datetime import date, timedelta
 
 import polars as pl
 
-from transforms.campaign_config import CampaignConfig
+from transforms.campaign_config import CampaignConfig, ValueTarget
+from transforms.value_tiers import CHURN_RISKS, VALUE_TIERS
 
 AUDIENCE_SCHEMA: dict[str, pl.DataType] = {
     "campaign_id": pl.String(),
@@ -79,14 +80,20 @@ def _key_bits(user_id: pl.Expr) -> pl.Expr:
 
 def build_audience(campaigns: pl.DataFrame, profiles: pl.DataFrame | pl.LazyFrame,
                    users: pl.DataFrame | pl.LazyFrame, recent_deliveries: pl.DataFrame,
-                   *, as_of_date: date, config: CampaignConfig) -> pl.DataFrame:
-    """``campaign_audience`` rows for the campaigns planned on D (not paused)."""
+                   *, as_of_date: date, config: CampaignConfig,
+                   value: pl.DataFrame | None = None) -> pl.DataFrame:
+    """``campaign_audience`` rows for the campaigns planned on D (not paused).
+
+    With ``config.value_targeting``, a targeted campaign type reaches only the users of its
+    segment whose value tier and churn risk on D (``value``: customer_value rows) it asks
+    for; without scores for D (``value`` None or empty) a targeted type reaches nobody
+    rather than falling back to the whole segment."""
     new = campaigns.filter(pl.col("as_of_date") == as_of_date, pl.col("status") != "paused")
     if new.is_empty():
         return pl.DataFrame(schema=AUDIENCE_SCHEMA)
     rank = {p: i + 1 for i, p in enumerate(config.audience_priority)}
     keys = new.select(
-        "campaign_id", "target_pattern", "audience_size",
+        "campaign_id", "target_pattern", "audience_size", "campaign_type",
         key=pl.col("campaign_id").map_elements(campaign_key, return_dtype=pl.UInt64),
         order_key=pl.col("campaign_id").map_elements(
             lambda c: campaign_key(c, "|order"), return_dtype=pl.UInt64),
@@ -109,6 +116,8 @@ def build_audience(campaigns: pl.DataFrame, profiles: pl.DataFrame | pl.LazyFram
         .join(keys, on="target_pattern")
         .unique(["campaign_id", "user_id"])
     )
+    if config.value_targeting:
+        eligible = _value_targeted(eligible, value, config.value_targeting)
     holdout_cut = round(config.holdout_share * BUCKETS)
     assigned = (
         eligible.sort(["user_id", "priority_rank", "campaign_id"])
@@ -128,3 +137,23 @@ def build_audience(campaigns: pl.DataFrame, profiles: pl.DataFrame | pl.LazyFram
                     "target_pattern", "is_holdout", "priority_rank")
         .sort("campaign_id", "user_id").collect().cast(AUDIENCE_SCHEMA)
     )
+
+
+def _value_targeted(eligible: pl.LazyFrame, value: pl.DataFrame | None,
+                    targeting: dict[str, ValueTarget]) -> pl.LazyFrame:
+    """Keep a targeted type's (campaign, user) rows only for users in an allowed
+    (value tier, churn risk); other types' rows pass unchanged."""
+    allowed = pl.LazyFrame(
+        [{"campaign_type": kind, "value_tier": tier, "churn_risk": risk}
+         for kind, target in targeting.items()
+         for tier in (target.value_tiers or VALUE_TIERS)
+         for risk in (target.churn_risks or CHURN_RISKS)],
+        schema={"campaign_type": pl.String, "value_tier": pl.String, "churn_risk": pl.String})
+    targeted = pl.col("campaign_type").is_in(list(targeting))
+    scores = (value if value is not None else pl.DataFrame(
+        schema={"user_id": pl.Int64, "value_tier": pl.String, "churn_risk": pl.String}))
+    kept = (eligible.filter(targeted)
+            .join(scores.lazy().select("user_id", "value_tier", "churn_risk"), on="user_id")
+            .join(allowed, on=["campaign_type", "value_tier", "churn_risk"], how="semi")
+            .drop("value_tier", "churn_risk"))
+    return pl.concat([eligible.filter(~targeted), kept])

@@ -15,6 +15,7 @@ from typing import Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from transforms.thresholds import PATTERNS
+from transforms.value_tiers import CHURN_RISKS, VALUE_TIERS
 
 # One list of pattern names for the whole project (transforms/thresholds.py).
 BEHAVIOR_PATTERNS = PATTERNS
@@ -136,6 +137,31 @@ def _default_priors() -> dict[str, Prior]:
     }
 
 
+class ValueTarget(_Frozen):
+    """Who of a segment a campaign type reaches, by predicted value (transforms/
+    value_tiers.py): users in one of `value_tiers` and one of `churn_risks` (None: any)."""
+
+    value_tiers: tuple[str, ...] | None = None
+    churn_risks: tuple[str, ...] | None = None
+
+    @model_validator(mode="after")
+    def _known(self) -> ValueTarget:
+        if self.value_tiers is not None and not set(self.value_tiers) <= set(VALUE_TIERS):
+            raise ValueError(f"unknown value tiers {self.value_tiers}; known: {VALUE_TIERS}")
+        if self.churn_risks is not None and not set(self.churn_risks) <= set(CHURN_RISKS):
+            raise ValueError(f"unknown churn risks {self.churn_risks}; known: {CHURN_RISKS}")
+        return self
+
+
+# `targeting="predicted_value"`: the VIP offer goes to the top fifth by predicted CLV of
+# its segment, re-engagement to valuable users (top and high tiers) the model thinks are
+# slipping away (high or medium churn risk). Every other type keeps the segment rule.
+PREDICTED_VALUE_TARGETING: dict[str, ValueTarget] = {
+    "vip": ValueTarget(value_tiers=("top",)),
+    "re_engagement": ValueTarget(value_tiers=("top", "high"), churn_risks=("high", "medium")),
+}
+
+
 class CampaignConfig(_Frozen):
     """Everything the campaign stage decides with; see docs/campaigns.md for the rationale."""
 
@@ -177,6 +203,9 @@ class CampaignConfig(_Frozen):
     )
     credible_level: float = Field(default=0.8, gt=0, lt=1)
     thresholds: RecommendationThresholds = Field(default_factory=RecommendationThresholds)
+    # Campaign type -> the predicted-value filter on its segment's users; empty: every user
+    # with the pattern (the rules), as before customer value existed.
+    value_targeting: dict[str, ValueTarget] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _consistent(self) -> CampaignConfig:
@@ -184,6 +213,9 @@ class CampaignConfig(_Frozen):
         unknown = (set(self.candidates) | set(self.audience_priority)) - set(BEHAVIOR_PATTERNS)
         if unknown:
             raise ValueError(f"unknown behavior patterns: {sorted(unknown)}")
+        if set(self.value_targeting) - set(CAMPAIGN_TYPES):
+            raise ValueError("value_targeting names unknown campaign types: "
+                             f"{sorted(set(self.value_targeting) - set(CAMPAIGN_TYPES))}")
         if used - set(CAMPAIGN_TYPES):
             raise ValueError(f"unknown campaign types: {sorted(used - set(CAMPAIGN_TYPES))}")
         for what, table in (("offer", self.offers), ("prior", self.priors)):

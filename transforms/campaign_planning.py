@@ -37,6 +37,7 @@ class PlanningInputs:
     earlier: pl.DataFrame
     users: pl.DataFrame
     recent_audience: pl.DataFrame
+    value: pl.DataFrame | None = None  # D's customer_value rows, read when targeting by value
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ def plan_day(inputs: PlanningInputs, *, as_of_date: dt.date, as_of_end: dt.datet
                                     profiles=inputs.profiles)
     audience = with_source_user_ids(
         build_audience(plan, inputs.profiles, inputs.users, inputs.recent_audience,
-                       as_of_date=as_of_date, config=config),
+                       as_of_date=as_of_date, config=config, value=inputs.value),
         inputs.profiles)
     plan = _with_audience_size(plan, audience)
     statuses = resolve_status(pl.concat([earlier.select(plan.columns).cast(plan.schema), plan]),

@@ -1,9 +1,9 @@
 -- The PostgreSQL role the read API connects with in production: it can log in and SELECT
 -- the tables the API's queries read (sql/queries/api_*.sql; api/role.py lists them, and a
 -- test keeps that list equal to what the queries read), and nothing else: no per-user
--- table (behavioral_profiles, campaign_audience, campaign_delivery, rejected_transactions,
--- user_keys), no pipeline-internal table
--- (llm_copy_cache, campaign_status_overrides, snapshot_versions, rejected_files), no
+-- table (behavioral_profiles, campaign_audience, campaign_delivery, customer_value,
+-- rejected_transactions, user_keys), no pipeline-internal table (llm_copy_cache,
+-- campaign_status_overrides, snapshot_versions, rejected_files), no
 -- INSERT/UPDATE/DELETE/TRUNCATE, and it cannot create anything, even in a session that
 -- turns read-only off: no temporary table or function, no table, view or function in any
 -- schema, no schema. Every session defaults to read-only as a second fence.
