@@ -84,8 +84,9 @@ class ReusedEngineSqliteEventLogStorage(SqliteEventLogStorage):
 
 def demo_instance_yaml(home: Path) -> str:
     """dagster.yaml of the demo's instance: Dagster's default SQLite layout under `home`
-    (history/runs.db, history/runs/<run>.db, schedules/), no telemetry, and the event log
-    storage above."""
+    (history/runs.db, history/runs/<run>.db, schedules/), no telemetry, the event log
+    storage above, and the production instance's pool limit (dagster.yaml: one copy step
+    at a time across runs, so UI backfills share one LLM budget)."""
     home = home.resolve()
     return f"""telemetry:
   enabled: false
@@ -104,4 +105,7 @@ schedule_storage:
   class: SqliteScheduleStorage
   config:
     base_dir: {home / "schedules"}
+concurrency:
+  pools:
+    default_limit: 1
 """

@@ -141,3 +141,28 @@ def test_email_needs_an_opt_out_line() -> None:
         "email body has no opt-out line (it must say how to unsubscribe)"
     ]
     assert problems(email_body="Enjoy it. Opt out any time in settings.") == []
+
+
+@pytest.mark.parametrize(
+    "wrapped",
+    [
+        "Here you go:\n```json\n{copy}\n```\nEnjoy!",
+        "<think>Plan: {{\"headline\": \"draft\"}}</think>{copy}",
+        "Opening tag stripped by the server. Draft: {draft}</thinking>\n{copy}",
+        "{copy}\n<reflection>Checked the limits and the figures.</reflection>",
+        "A first try {{\"headline\": \"x\"}} and the final answer: {copy} (done)",
+        "[{copy}]",
+    ],
+)
+def test_the_object_is_extracted_from_its_wrapping(wrapped: str) -> None:
+    draft = json.dumps({**GOOD, "headline": "Take 30% off"})  # complete, but breaks a rule
+    text = (wrapped.replace("{{", "{").replace("}}", "}").replace("{copy}", json.dumps(GOOD))
+            .replace("{draft}", draft))
+    assert check_answer(text, TWENTY_OFF) == (CampaignCopy(**GOOD), [])
+
+
+def test_a_draft_inside_reasoning_never_counts() -> None:
+    draft = json.dumps({**GOOD, "headline": "Take 30% off"})
+    copy, found = parse_copy(f"<think>{draft}</think>\nNo answer, sorry.")
+    assert copy is None
+    assert found == ["the answer is not valid JSON (no JSON object in it)"]

@@ -191,10 +191,14 @@ def test_three_day_backfill_in_one_run_lands_in_postgres_with_correct_results(
     expected = {(asset, day.isoformat()) for asset in partitioned for day in days}
     assert expected <= stored_materialized_partitions(dagster_database, result.run_id)
 
-    # Every check that ran passed.
+    # Every check that ran passed, but one: six days of history cannot identify the BG/NBD
+    # yet (docs/customer-value.md), which the customer-value check reports as a warning.
     checks = [event.asset_check_evaluation_data for event in result.all_events
               if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION]
-    assert checks and all(check.passed for check in checks)
+    failed = [check for check in checks if not check.passed]
+    assert checks and len(failed) < len(checks)
+    assert all(check.check_name == "models_converged"
+               and check.severity == dg.AssetCheckSeverity.WARN for check in failed), failed
 
     # Each day reconciles with the generated rows of that day.
     warehouse = Warehouse(url=postgres_url, schema_name=pipeline.settings.warehouse_schema)

@@ -262,7 +262,7 @@ def test_every_database_step_retries_transient_errors_only() -> None:
                           if asset.op.retry_policy != TRANSIENT_RETRY
                           or not is_classified(asset.op.compute_fn.decorated_fn))  # type: ignore[union-attr]
     assert unclassified == []
-    assert len(steps) == 6
+    assert len(steps) == 8  # + customer_value, segment_value
 
 
 # --- real steps of the pipeline ----------------------------------------------------------

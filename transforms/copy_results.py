@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Literal, Protocol
@@ -22,6 +22,11 @@ from transforms.copy_validation import CampaignCopy, validate_copy
 
 DEFAULT_MODEL = "meta-llama/Llama-3.3-70B-Instruct-Turbo"
 CopySource = Literal["llm", "cache", "template"]
+ResponseFormat = Literal["json_object", "json_schema"]
+RESPONSE_FORMATS: tuple[str, ...] = ("json_object", "json_schema")
+# Summable per-partition figures: over a range run's partitions they add up to the run's.
+SUMMED_STATS = ("campaigns", "calls_made", "retries", "repairs", "repaired", "cache_hits",
+                "llm", "cache", "template", "tokens_in", "tokens_out")
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,8 @@ class CopySettings:
     """Everything the copywriter needs; built by `resources.llm.TogetherCopyResource`.
 
     The key is excluded from repr so settings can be logged or shown in a debugger safely.
+    Time is bounded twice: `timeout_s` per request, and a deadline for the whole step
+    (`step_deadline_s`); `circuit_breaker_failures` stops calling a server that keeps failing.
     """
 
     api_key: str | None = field(default=None, repr=False)
@@ -41,11 +48,15 @@ class CopySettings:
     max_tokens: int = 700
     price_per_million_input_tokens: float = 0.88
     price_per_million_output_tokens: float = 0.88
-    response_format: Literal["json_object", "json_schema"] = "json_object"
+    response_format: ResponseFormat = "json_object"
     backoff_base_s: float = 1.0
     backoff_max_s: float = 10.0
     retry_after_max_s: float = 60.0
     banned_claims: tuple[str, ...] = DEFAULT_BANNED_CLAIMS
+    deadline_s: float | None = None
+    deadline_base_s: float = 60.0
+    deadline_per_campaign_s: float = 10.0
+    circuit_breaker_failures: int = 5
 
     def __post_init__(self) -> None:
         # A zero semaphore would hang the run instead of failing it: refuse such settings.
@@ -55,6 +66,25 @@ class CopySettings:
             raise ValueError(f"max_retries must be 0 or more, got {self.max_retries}")
         if self.timeout_s <= 0:
             raise ValueError(f"timeout_s must be positive, got {self.timeout_s}")
+        if self.response_format not in RESPONSE_FORMATS:
+            raise ValueError(f"response_format must be one of {RESPONSE_FORMATS}, "
+                             f"got {self.response_format!r}")
+        if self.deadline_s is not None and self.deadline_s <= 0:
+            raise ValueError(f"deadline_s must be positive (or None), got {self.deadline_s}")
+        if min(self.deadline_base_s, self.deadline_per_campaign_s) < 0:
+            raise ValueError("deadline_base_s and deadline_per_campaign_s must be 0 or more")
+        if self.circuit_breaker_failures < 0:
+            raise ValueError("circuit_breaker_failures must be 0 (off) or more, "
+                             f"got {self.circuit_breaker_failures}")
+        # A list from Dagster config must still hash and compare like the default tuple.
+        object.__setattr__(self, "banned_claims", tuple(self.banned_claims))
+
+    def step_deadline_s(self, prompts: int) -> float:
+        """Seconds the model may take for `prompts` prompts: `deadline_s` when set, else
+        `deadline_base_s + deadline_per_campaign_s x prompts / max_concurrency`."""
+        if self.deadline_s is not None:
+            return self.deadline_s
+        return self.deadline_base_s + self.deadline_per_campaign_s * prompts / self.max_concurrency
 
 
 @dataclass(frozen=True)
@@ -137,13 +167,42 @@ class CopyResult:
 
 @dataclass(frozen=True)
 class CopyRunResult:
-    """All campaigns' copy, in input order, and the run's spend and latency figures."""
+    """All campaigns' copy, in input order, and the run's spend and latency figures.
+
+    `spends` holds what each prompt hash cost this run (calls, tokens, latencies), so the
+    figures can be split by partition (`stats_by`) without counting a shared call twice.
+    """
 
     results: list[CopyResult]
     stats: dict[str, Any]
+    spends: dict[str, CopyMeter] = field(default_factory=dict)
+    settings: CopySettings = field(default_factory=CopySettings, repr=False)
 
     def rows(self, as_of_date: date) -> list[dict[str, Any]]:
         return [result.to_row(as_of_date) for result in self.results]
+
+    def stats_by(self, labels: Sequence[Hashable], every: Iterable[Hashable] = ()
+                 ) -> dict[Hashable, dict[str, Any]]:
+        """The stats of each label's campaigns (`labels[i]` is result i's, e.g. its day);
+        labels in `every` without campaigns get zeros.
+
+        A prompt asked by several labels is billed to the first that asked it, so the
+        labels' calls, tokens and cost add up to the run's exactly.
+        """
+        if len(labels) != len(self.results):
+            raise ValueError(f"{len(labels)} labels for {len(self.results)} results")
+        members: dict[Hashable, list[CopyResult]] = {label: [] for label in every}
+        billed: dict[Hashable, dict[str, CopyMeter]] = {label: {} for label in members}
+        seen: set[str] = set()
+        for label, result in zip(labels, self.results, strict=True):
+            members.setdefault(label, []).append(result)
+            billed.setdefault(label, {})
+            key = result.prompt_hash
+            if key in self.spends and key not in seen:
+                seen.add(key)
+                billed[label][key] = self.spends[key]
+        return {label: spend_stats(members[label], billed[label], self.settings)
+                for label in members}
 
 
 @dataclass
@@ -162,7 +221,8 @@ class CopyOutcome:
 
 @dataclass
 class CopyMeter:
-    """Counters shared by all requests of one run (single event loop: no locking needed)."""
+    """What one prompt (or, summed, a run) cost: requests sent including retries and repairs,
+    tokens billed, per-request latency. Single event loop: no locking needed."""
 
     calls: int = 0
     retries: int = 0
@@ -172,12 +232,31 @@ class CopyMeter:
     tokens_out: int = 0
     latencies_ms: list[float] = field(default_factory=list)
 
+    @classmethod
+    def total(cls, meters: Iterable[CopyMeter]) -> CopyMeter:
+        """The sum of `meters`."""
+        summed = cls()
+        for meter in meters:
+            summed.calls += meter.calls
+            summed.retries += meter.retries
+            summed.repairs += meter.repairs
+            summed.repaired += meter.repaired
+            summed.tokens_in += meter.tokens_in
+            summed.tokens_out += meter.tokens_out
+            summed.latencies_ms.extend(meter.latencies_ms)
+        return summed
 
-def redact(text: str, secret: str | None) -> str:
-    """`text` with the key replaced, so a fallback reason can be stored and shown."""
-    # Placeholder keys for local servers ("x", "test") are no secret, and replacing every
-    # occurrence of a one-letter string would garble the reason.
-    return text.replace(secret, "***") if secret and len(secret) >= 8 else text
+
+def redact(text: str, *secrets: str | None) -> str:
+    """`text` with each secret replaced by `***`, so a fallback reason can be stored and shown.
+
+    Secrets shorter than 6 characters are left alone: placeholder keys for local servers
+    ("x", "test") are no secret, and replacing every occurrence of a one-letter string would
+    garble the reason.
+    """
+    for secret in sorted((s for s in secrets if s and len(s) >= 6), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 def template_outcome(brief: CampaignBrief, reason: str, latency_ms: int = 0) -> CopyOutcome:
@@ -248,28 +327,26 @@ def _percentile(values: Sequence[float], pct: float) -> float | None:
     return round(ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)], 1)
 
 
-def run_stats(
-    results: Sequence[CopyResult],
-    meter: CopyMeter,
-    settings: CopySettings,
-    cache_hits: int,
-    unique_prompts: int,
-    wall_time_s: float,
+def spend_stats(
+    results: Sequence[CopyResult], billed: Mapping[str, CopyMeter], settings: CopySettings
 ) -> dict[str, Any]:
-    """The run's calls, cache hits, sources, tokens, estimated cost and latency."""
+    """Campaigns, sources, calls, tokens, cost and latency of `results`; `billed` maps each
+    prompt hash whose cost these results carry to what it cost."""
     sources = Counter(result.copy_source for result in results)
+    meter = CopyMeter.total(billed.values())
+    source_of = {result.prompt_hash: result.copy_source for result in results}
     cost = (
         meter.tokens_in * settings.price_per_million_input_tokens
         + meter.tokens_out * settings.price_per_million_output_tokens
     ) / 1_000_000
     return {
         "campaigns": len(results),
-        "unique_prompts": unique_prompts,
+        "unique_prompts": len(source_of),
         "calls_made": meter.calls,
         "retries": meter.retries,
         "repairs": meter.repairs,
         "repaired": meter.repaired,
-        "cache_hits": cache_hits,
+        "cache_hits": sum(1 for key in billed if source_of.get(key) == "cache"),
         "llm": sources["llm"],
         "cache": sources["cache"],
         "template": sources["template"],
@@ -278,10 +355,27 @@ def run_stats(
         "estimated_cost_usd": round(cost, 6),
         "latency_p50_ms": _percentile(meter.latencies_ms, 50),
         "latency_p95_ms": _percentile(meter.latencies_ms, 95),
-        "wall_time_s": round(wall_time_s, 3),
-        "model": settings.model,
-        "prompt_template_version": PROMPT_TEMPLATE_VERSION,
         "fallback_reasons": dict(
             Counter(r.fallback_reason for r in results if r.fallback_reason is not None)
         ),
+    }
+
+
+def run_stats(
+    results: Sequence[CopyResult],
+    spends: Mapping[str, CopyMeter],
+    settings: CopySettings,
+    wall_time_s: float,
+    limits: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The run's figures (`spend_stats` over everything) plus its wall time, model and the
+    time limits that applied (`limits`: the step deadline and what stopped calls early)."""
+    return {
+        **spend_stats(results, spends, settings),
+        "wall_time_s": round(wall_time_s, 3),
+        "model": settings.model,
+        "prompt_template_version": PROMPT_TEMPLATE_VERSION,
+        "deadline_s": None,
+        "stopped_by": None,
+        **(limits or {}),
     }

@@ -5,6 +5,10 @@ discount than the campaign gives, or make a claim legal would not sign. Each rul
 plain-English violation so the same messages serve three readers: the model (in the repair
 request), the data team (as `fallback_reason`) and the tests.
 
+Wrapping is not a violation: models put the object in a ```json fence, between sentences or
+after a `<think>` block, and a repair call to unwrap it would be paid twice for the same
+copy. `extract_json` finds the object first; only an answer with no usable object is one.
+
 Figures policy (decided here, documented in docs/llm-copy.md): every number written in the
 copy must be one of the offer's figures, in a compatible form. A percentage must equal a
 percentage of the offer ("20%" for 20% off, never "30%"); a currency amount must equal one of
@@ -43,7 +47,12 @@ MAX_SUBJECT_CHARS = 60
 MAX_SOCIAL_CHARS = 280
 
 _OPT_OUT = re.compile(r"unsubscribe|opt[- ]?out", re.IGNORECASE)
-_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL | re.IGNORECASE)
+# Reasoning a model writes before its answer (`<think>...</think>` and its cousins). A
+# closing tag without an opening one counts too: some servers strip the opening tag.
+_REASONING = re.compile(r"<(think|thinking|reasoning|reflection)\b[^>]*>.*?</\1\s*>",
+                        re.DOTALL | re.IGNORECASE)
+_REASONING_TAIL = re.compile(r"^.*</(?:think|thinking|reasoning|reflection)\s*>",
+                             re.DOTALL | re.IGNORECASE)
 _WS = re.compile(r"\s+")
 _FIGURE = re.compile(
     r"(?<!\w)"
@@ -63,6 +72,9 @@ class CampaignCopy(BaseModel):
     ctas: list[str]
     subject_lines: list[str]
     social_copy: str
+
+
+_REQUIRED_FIELDS = frozenset(CampaignCopy.model_fields)
 
 
 @dataclass(frozen=True)
@@ -216,20 +228,67 @@ def validate_copy(
     return problems
 
 
+def strip_reasoning(text: str) -> str:
+    """`text` without the reasoning blocks a model may write before its answer."""
+    return _REASONING_TAIL.sub("", _REASONING.sub("", text))
+
+
+def _embedded_objects(text: str) -> tuple[list[dict[str, object]], json.JSONDecodeError | None]:
+    """Every JSON object found in `text` (outermost first), and the first decode error."""
+    decoder = json.JSONDecoder()
+    found: list[dict[str, object]] = []
+    first_error: json.JSONDecodeError | None = None
+    start = text.find("{")
+    while start != -1:
+        try:
+            value, end = decoder.raw_decode(text, start)
+        except json.JSONDecodeError as err:
+            first_error = first_error or err
+            start = text.find("{", start + 1)
+            continue
+        if isinstance(value, dict):
+            found.append(value)
+        start = text.find("{", end)
+    return found, first_error
+
+
+def extract_json(text: str) -> tuple[object | None, list[str]]:
+    """The answer's JSON value, found where models put it: alone, in a ```json fence, after a
+    `<think>` block or inside prose. Extracting costs nothing; a repair round costs a paid call,
+    so only an answer with no usable object in it is reported as a problem.
+
+    A complete object with all the copy's fields wins over any other object (a draft in the
+    prose, a nested value); a reasoning block is dropped first, so its drafts never count.
+    """
+    body = strip_reasoning(text).strip()
+    try:
+        whole: object = json.loads(body)
+        parsed = True
+    except json.JSONDecodeError:
+        whole, parsed = None, False
+    if isinstance(whole, dict):
+        return whole, []
+    objects, error = _embedded_objects(body)
+    complete = [obj for obj in objects if obj.keys() >= _REQUIRED_FIELDS]
+    if complete:
+        return complete[0], []
+    if parsed:
+        return None, [f"the answer is JSON but not an object (got {type(whole).__name__})"]
+    if error is not None:
+        return None, [f"the answer is not valid JSON ({error.msg} at line {error.lineno} "
+                      f"column {error.colno})"]
+    if objects:
+        return objects[0], []
+    return None, ["the answer is not valid JSON (no JSON object in it)"]
+
+
 def parse_copy(text: str | None) -> tuple[CampaignCopy | None, list[str]]:
-    """JSON text to `CampaignCopy`, or the reasons it is not one (tolerates ``` fences)."""
+    """A model's answer to `CampaignCopy`, or the reasons it is not one (`extract_json`)."""
     if text is None or not text.strip():
         return None, ["the answer was empty"]
-    fenced = _FENCE.match(text)
-    body = fenced.group(1) if fenced else text
-    try:
-        data = json.loads(body)
-    except json.JSONDecodeError as err:
-        return None, [
-            f"the answer is not valid JSON ({err.msg} at line {err.lineno} column {err.colno})"
-        ]
-    if not isinstance(data, dict):
-        return None, [f"the answer is JSON but not an object (got {type(data).__name__})"]
+    data, problems = extract_json(text)
+    if data is None:
+        return None, problems
     try:
         return CampaignCopy.model_validate(data), []
     except ValidationError as err:

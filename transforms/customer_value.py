@@ -106,6 +106,9 @@ class BgNbdFit:
     iterations: int
     message: str
     customers: int
+    # False when the data cannot identify the model at all (no customers, nobody repeated:
+    # a young deployment's first days), as opposed to a fit that failed on data that could.
+    identifiable: bool = True
 
 
 @dataclass(frozen=True)
@@ -255,7 +258,11 @@ class _BgData:
 
 def _bg_data(summary: pl.DataFrame) -> _BgData:
     """Group the summary by (frequency, recency, T); exact, since equal rows add equal terms."""
-    grouped = summary.group_by("frequency", "recency", "T").agg(pl.len().alias("w"))
+    # Sorted: group_by's row order varies from run to run, and float sums in another order
+    # round differently; the optimizer then lands elsewhere in the last digits (far
+    # elsewhere along a flat direction). One order gives one answer on every path.
+    grouped = (summary.group_by("frequency", "recency", "T").agg(pl.len().alias("w"))
+               .sort("frequency", "recency", "T"))
     zeros = grouped.filter(pl.col("frequency") == 0)
     repeat = grouped.filter(pl.col("frequency") > 0)
     by_x = grouped.group_by("frequency").agg(pl.col("w").sum()).sort("frequency")
@@ -347,24 +354,27 @@ def nbd_log_likelihood(params: np.ndarray, data: _BgData) -> tuple[float, np.nda
 def _fit_nbd_limit(data: _BgData, start: np.ndarray, t_scale: float,
                    config: CustomerValueConfig, iterations: int) -> BgNbdFit:
     """The fit when the BG/NBD optimum runs to a -> 0 (a / (a + b) below `NO_DROPOUT`): the
-    data show no dropout, and the
-    maximum of the likelihood over a >= 0 is the NBD limit (P(alive) = 1 for everyone, b
-    irrelevant). Fitted as the NBD, with the same convergence checks on (r, alpha)."""
+    data show no dropout, and the maximum of the likelihood over a >= 0 is the NBD limit
+    (P(alive) = 1 for everyone, b irrelevant). Fitted as the NBD, with the same convergence
+    checks on (r, alpha)."""
     result = _optimize(lambda p: nbd_log_likelihood(p, data), start, data.customers, config)
     r, alpha = (float(v) for v in np.exp(result.x))
     converged, message = _convergence(result, np.log([r, alpha / t_scale]), data.customers)
+    identifiable = not _at_boundary(np.log([r, alpha / t_scale]))
     if converged:
         message = (f"no dropout in the data (a -> 0): the NBD limit of the BG/NBD, "
                    f"P(alive) = 1; {message}")
     return BgNbdFit(r=r, alpha=alpha, a=0.0, b=math.inf,
                     log_likelihood=float(-result.fun * data.customers), converged=converged,
                     iterations=iterations + int(result.nit), message=message,
-                    customers=data.customers)
+                    customers=data.customers, identifiable=identifiable or converged)
 
 
-def _not_converged_bg(message: str, customers: int, iterations: int = 0) -> BgNbdFit:
+def _not_converged_bg(message: str, customers: int, iterations: int = 0, *,
+                      identifiable: bool = True) -> BgNbdFit:
     nan = float("nan")
-    return BgNbdFit(nan, nan, nan, nan, nan, False, iterations, message, customers)
+    return BgNbdFit(nan, nan, nan, nan, nan, False, iterations, message, customers,
+                    identifiable)
 
 
 def _optimize(
@@ -405,6 +415,13 @@ def _optimize(
     return result
 
 
+def _at_boundary(relative_log_params: np.ndarray) -> bool:
+    """A parameter ran off towards 0 or infinity: the data do not identify it (e.g. r and
+    alpha -> inf together on a few days of history, where no spread of purchase rates
+    between customers can be seen yet)."""
+    return not bool(np.all(np.abs(relative_log_params) <= _SANE_LOG))
+
+
 def _convergence(
     result: optimize.OptimizeResult, relative_log_params: np.ndarray, customers: int,
 ) -> tuple[bool, str]:
@@ -443,14 +460,14 @@ def fit_bg_nbd(
     """
     _check_summary(summary)
     if summary.height == 0:
-        return _not_converged_bg("no customers to fit", 0)
+        return _not_converged_bg("no customers to fit", 0, identifiable=False)
     data = _bg_data(summary)
     repeat_purchases = _wsum(data.x_values, data.x_weights)
     total_T = _wsum(data.zero_w, data.zero_T) + _wsum(data.w, data.T)
     if repeat_purchases == 0 or total_T == 0:
         return _not_converged_bg(
             "no repeat purchases (or no time observed): a and b are not identifiable",
-            data.customers)
+            data.customers, identifiable=False)
     t_scale = total_T / data.customers
     start = np.array([1.0, total_T / repeat_purchases, 1.0, 1.0])
     result = _optimize(lambda p: bg_nbd_log_likelihood(p, data), start, data.customers, config)
@@ -462,7 +479,7 @@ def fit_bg_nbd(
     return BgNbdFit(
         r=r, alpha=alpha, a=a, b=b, log_likelihood=float(-result.fun * data.customers),
         converged=converged, iterations=int(result.nit), message=message,
-        customers=data.customers,
+        customers=data.customers, identifiable=converged or not _at_boundary(relative),
     )
 
 
@@ -545,7 +562,8 @@ def fit_gamma_gamma(
             nan, nan, nan, nan, False, 0,
             f"{buyers} repeat buyers < {MIN_REPEAT_BUYERS}: Gamma-Gamma not identifiable, "
             "expected order value falls back to the observed mean", buyers)
-    grouped = repeat.group_by("frequency", "monetary_value").agg(pl.len().alias("w"))
+    grouped = (repeat.group_by("frequency", "monetary_value").agg(pl.len().alias("w"))
+               .sort("frequency", "monetary_value"))  # one order, one answer (see _bg_data)
     x = grouped["frequency"].cast(pl.Float64).to_numpy()
     m = grouped["monetary_value"].to_numpy()
     w = grouped["w"].cast(pl.Float64).to_numpy()
@@ -657,9 +675,10 @@ def score_customers(
     _check_summary(summary)
     unit = float(config.time_unit_days)
     month = DAYS_PER_MONTH / unit
-    groups = summary.group_by("frequency", "recency", "T").agg()
+    groups = summary.group_by("frequency", "recency", "T").agg().sort("frequency", "recency", "T")
     # E[Y(t) | alive] depends on (frequency, T) only: the 2F1 calls run on those pairs
-    pairs = groups.select("frequency", "T").unique().with_row_index("pair")
+    pairs = (groups.select("frequency", "T").unique(maintain_order=True)
+             .with_row_index("pair"))
     groups = groups.join(pairs, on=["frequency", "T"])
     x = groups["frequency"].cast(pl.Float64).to_numpy()
     tx = groups["recency"].to_numpy()

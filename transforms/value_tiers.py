@@ -114,7 +114,9 @@ def tier_distribution(scores: pl.DataFrame, as_of_date: dt.date) -> pl.DataFrame
     """Per value tier and churn risk (tiers best first, risk high first): users, total and
     mean CLV, mean P(alive), expected purchases in 90 days; the `customer_value_tiers`
     table, a population view without a row per user."""
-    return (scores.group_by("value_tier", "churn_risk")
+    # sorted first: float sums in one order give one answer whatever path built `scores`
+    return (scores.sort("value_tier", "churn_risk", "user_id")
+            .group_by("value_tier", "churn_risk", maintain_order=True)
             .agg(**_value_aggregates())
             .with_columns(pl.col("value_tier").cast(pl.Enum(VALUE_TIERS)),
                           pl.col("churn_risk").cast(pl.Enum(CHURN_RISKS)),
@@ -141,7 +143,8 @@ def segment_value(profiles: pl.DataFrame, scores: pl.DataFrame, as_of_date: dt.d
     joined = memberships.join(scores.select("user_id", "value_tier", "churn_risk", "clv",
                                             "p_alive", "expected_purchases_90d"),
                               on="user_id", how="inner")
-    return (joined.group_by("behavior_pattern", "value_tier", "churn_risk")
+    return (joined.sort("behavior_pattern", "value_tier", "churn_risk", "user_id")
+            .group_by("behavior_pattern", "value_tier", "churn_risk", maintain_order=True)
             .agg(**_value_aggregates())
             .with_columns(as_of_date=pl.lit(as_of_date, pl.Date()))
             .sort("behavior_pattern", "value_tier", "churn_risk")
