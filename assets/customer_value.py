@@ -114,7 +114,8 @@ def build_customer_value_assets(first_partition_date: dt.date,
                 pl.scan_parquet(staging.snapshot_path(HISTORY, day)), day)
             bg = fit_bg_nbd(summary, model_config)
             gg = fit_gamma_gamma(summary, model_config)
-            models.append(_model_rows(day, bg, gg))
+            day_models = _model_rows(day, bg, gg)
+            models.append(day_models)
             # A BG/NBD fit that failed on data that could identify it: an error (blocking),
             # nothing scored. Data that cannot (nobody repeated yet: a deployment's first
             # days): a warning, nothing scored. Without a Gamma-Gamma fit (too few repeat
@@ -129,9 +130,10 @@ def build_customer_value_assets(first_partition_date: dt.date,
                 continue
             day_scores = _scores(day, summary, bg, gg, model_config, tier_config,
                                  warehouse)
+            day_tiers = tier_distribution(day_scores, day)
             scores.append(day_scores)
-            tiers.append(tier_distribution(day_scores, day))
-            _report_day(reporter, day, day_scores, bg, gg)
+            tiers.append(day_tiers)
+            _report_day(reporter, day, day_scores, day_tiers, day_models)
         _write_days(warehouse, days, scores, tiers, models)
         yield dg.MaterializeResult(asset_key=CUSTOMER_VALUE)
         yield dg.MaterializeResult(asset_key=TIERS)
@@ -239,7 +241,7 @@ def _fit_evidence(bg: BgNbdFit, gg: GammaGammaFit) -> dict:
 
 
 def _report_day(reporter: PartitionReporter, day: dt.date, scores: pl.DataFrame,
-                bg: BgNbdFit, gg: GammaGammaFit) -> None:
+                tiers: pl.DataFrame, models: pl.DataFrame) -> None:
     quantiles = pl.DataFrame({
         "quantile": ["p10", "p50", "p90", "p99"],
         "p_alive": [scores["p_alive"].quantile(q) for q in (0.1, 0.5, 0.9, 0.99)],
@@ -248,9 +250,8 @@ def _report_day(reporter: PartitionReporter, day: dt.date, scores: pl.DataFrame,
     reporter.metadata(CUSTOMER_VALUE, day, {
         "users": scores.height,
         "distribution": markdown_table(quantiles),
-        "tiers": markdown_table(tier_distribution(scores, day).drop("as_of_date")),
+        "tiers": markdown_table(tiers.drop("as_of_date")),
     })
-    models = _model_rows(day, bg, gg)
     reporter.metadata(MODELS, day, {
         row["model"]: dg.MetadataValue.json({**json.loads(row["parameters"]),
                                              "log_likelihood": row["log_likelihood"]})

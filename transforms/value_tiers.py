@@ -43,16 +43,11 @@ TIER_SCHEMA: dict[str, pl.DataType] = {
     "avg_p_alive": pl.Float64(),
     "expected_purchases_90d": pl.Float64(),
 }
+# The tiers' figures per behaviour pattern: TIER_SCHEMA with the pattern after the day.
 SEGMENT_VALUE_SCHEMA: dict[str, pl.DataType] = {
     "as_of_date": pl.Date(),
     "behavior_pattern": pl.String(),
-    "value_tier": pl.String(),
-    "churn_risk": pl.String(),
-    "users": pl.Int64(),
-    "total_clv": pl.Float64(),
-    "avg_clv": pl.Float64(),
-    "avg_p_alive": pl.Float64(),
-    "expected_purchases_90d": pl.Float64(),
+    **{name: dtype for name, dtype in TIER_SCHEMA.items() if name != "as_of_date"},
 }
 MODEL_SCHEMA: dict[str, pl.DataType] = {
     "as_of_date": pl.Date(),

@@ -31,6 +31,12 @@ PatternName = Annotated[str, Path(
 NOT_FOUND = error_responses(404)
 
 
+def require_known_pattern(pattern: str) -> None:
+    """404 for a name that is no behaviour pattern (see PatternName)."""
+    if pattern not in BEHAVIOR_PATTERNS:
+        raise not_found(f"unknown pattern {pattern!r}; known: {', '.join(BEHAVIOR_PATTERNS)}")
+
+
 async def _day(db: Snapshot, as_of: dt.date | None) -> dt.date:
     """The requested day, or the latest one; 404 when there are no segments at all."""
     if as_of is not None:
@@ -68,8 +74,7 @@ def segments_router() -> APIRouter:
                 summary="One segment: figures, overlap with other patterns, 30-day trend")
     async def get_segment(context: Context, pattern: PatternName, as_of: AsOf = None
                           ) -> Response:
-        if pattern not in BEHAVIOR_PATTERNS:
-            raise not_found(f"unknown pattern {pattern!r}; known: {', '.join(BEHAVIOR_PATTERNS)}")
+        require_known_pattern(pattern)
 
         async def work(db: Snapshot) -> SegmentDetailResponse:
             day = await _day(db, as_of)

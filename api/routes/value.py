@@ -18,8 +18,7 @@ from api.figures import as_int, json_object
 from api.models import CustomerValueResponse, SegmentValueResponse, ValueModel, ValueTierFigures
 from api.params import Day
 from api.responses import json_response
-from api.routes.segments import PatternName
-from transforms.campaign_config import BEHAVIOR_PATTERNS
+from api.routes.segments import PatternName, require_known_pattern
 
 AsOf = Annotated[Day | None, Query(description="Predicted value as of this day (default: "
                                                "the latest scored day)")]
@@ -68,8 +67,7 @@ def value_router() -> APIRouter:
                 summary="One segment's predicted value: value tiers x churn risk")
     async def segment_value(context: Context, pattern: PatternName, as_of: AsOf = None
                             ) -> Response:
-        if pattern not in BEHAVIOR_PATTERNS:
-            raise not_found(f"unknown pattern {pattern!r}; known: {', '.join(BEHAVIOR_PATTERNS)}")
+        require_known_pattern(pattern)
 
         async def work(db: Snapshot) -> SegmentValueResponse:
             day = await _scored_day(db, as_of)
